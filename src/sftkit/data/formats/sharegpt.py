@@ -1,0 +1,113 @@
+"""ShareGPT (``conversations``), OpenAI (``messages``), their tool-calling, preference and KTO variants.
+
+Covers LLaMA-Factory's ``sharegpt`` formatting (``from``/``value`` with human, gpt, system,
+function_call, observation; or ``role``/``content`` via registry ``tags``), OpenAI messages with a
+system role-play prompt, glaive-style tool calling with a ``tools`` field, DPO pairs
+(``chosen``/``rejected``), KTO (``label`` / ``kto_tag``), and image-text (``images`` or ``image_path``).
+"""
+
+from __future__ import annotations
+
+from sftkit.data.formats.base import Ctx, extras, get_list, json_type, register, text
+from sftkit.data.formats.turns import parse_tools, parse_turns, reply
+from sftkit.errors import RecordError
+from sftkit.schema import MEDIA_KINDS, conversation
+
+_KTO_KEYS = ("label", "kto_tag")
+
+
+def media(raw: dict, ctx: Ctx, used: set[str]) -> dict[str, list]:
+    """Media path lists of a record (``images`` / ``image_path``, ``videos``, ``audios``); paths checked later."""
+    cols = ctx.options.columns
+    out = {}
+    for kind in MEDIA_KINDS:
+        keys = [cols[kind]] if cols.get(kind) else [kind] + (["image_path", "image"] if kind == "images" else [])
+        key = next((k for k in keys if raw.get(k) not in (None, "", [])), None)
+        if key is None:
+            continue
+        used.add(key)
+        value = raw[key]
+        paths = value if isinstance(value, list) else [value]
+        for i, p in enumerate(paths):
+            if not isinstance(p, str) or not p.strip():
+                raise RecordError(f"{key}[{i}]" if isinstance(value, list) else key,
+                                  f"expected a file path, got a JSON {json_type(p)}")
+        out[kind] = paths
+    return out
+
+
+def with_system(messages: list[dict], raw: dict, key: str, ctx: Ctx, used: set[str]) -> list[dict]:
+    """Prepend the record-level system prompt (``system`` column) unless the turns already start with one."""
+    if key in raw:
+        used.add(key)
+        system = text(raw[key], key, ctx, required=False)
+        if system.strip():
+            if messages and messages[0]["role"] == "system":
+                ctx.warn("system_ignored", key, "turns already start with a system message; field ignored")
+            else:
+                return [{"role": "system", "content": system}, *messages]
+    return messages
+
+
+def finish(raw: dict, ctx: Ctx, messages: list[dict], used: set[str], meta: dict | None = None) -> dict:
+    """Attach tools, media, preference or KTO fields to converted turns and build the canonical record."""
+    cols = ctx.options.columns
+    tools_key = cols.get("tools", "tools")
+    tools = parse_tools(raw.get(tools_key), tools_key)
+    used.add(tools_key)
+    found = media(raw, ctx, used)
+    extra: dict = {k: v for k, v in found.items() if k != "images"}
+    ck, rk = cols.get("chosen", "chosen"), cols.get("rejected", "rejected")
+    if is_preference(raw, ctx):
+        if ck not in raw or rk not in raw:
+            raise RecordError(rk if ck in raw else ck, "missing field (a preference pair needs both chosen and rejected)")
+        used.update((ck, rk))
+        extra["chosen"] = reply(raw[ck], ck, ctx)
+        extra["rejected"] = reply(raw[rk], rk, ctx)
+    else:
+        # an explicit registry kto_tag column, or a boolean `label` / `kto_tag` (other labels stay in meta)
+        kto_keys = [cols["kto_tag"]] if cols.get("kto_tag") else [k for k in _KTO_KEYS if isinstance(raw.get(k), bool)]
+        key = next((k for k in kto_keys if k in raw), None)
+        if key is not None:
+            used.add(key)
+            extra["label"] = _label(raw[key], key, ctx)
+    meta = extras(raw, used, meta)
+    return conversation(messages, meta, images=found.get("images"), tools=tools, **extra)
+
+
+def is_preference(raw: dict, ctx: Ctx) -> bool:
+    """True when the record is a chosen/rejected pair (registry ``ranking`` or both keys present)."""
+    cols = ctx.options.columns
+    return ctx.options.ranking or (cols.get("chosen", "chosen") in raw and cols.get("rejected", "rejected") in raw)
+
+
+def _label(value, field: str, ctx: Ctx) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+        ctx.warn("label_as_text", field, f"label {value!r} read as a boolean")
+        return value.strip().lower() in ("true", "1")
+    if value in (0, 1):
+        ctx.warn("label_as_number", field, f"label {value!r} read as a boolean")
+        return bool(value)
+    raise RecordError(field, f"KTO label must be true or false, got {value!r}")
+
+
+def _messages_key(raw: dict, ctx: Ctx) -> str:
+    key = ctx.options.columns.get("messages")
+    if key:
+        return key
+    return next((k for k in ("conversations", "messages") if k in raw), "conversations")
+
+
+@register("sharegpt", detect=lambda r: "conversations" in r, priority=40)
+def convert_sharegpt(raw: dict, ctx: Ctx) -> dict:
+    """ShareGPT / OpenAI turn lists, incl. tool calls, DPO, KTO and images."""
+    key = _messages_key(raw, ctx)
+    messages, turn_meta = parse_turns(get_list(raw, key), key, ctx)
+    used = {key}
+    messages = with_system(messages, raw, ctx.options.columns.get("system", "system"), ctx, used)
+    return finish(raw, ctx, messages, used, {"turns": turn_meta} if turn_meta else None)
+
+
+register("openai", detect=lambda r: "messages" in r, priority=41)(convert_sharegpt)

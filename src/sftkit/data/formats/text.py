@@ -1,0 +1,39 @@
+"""Text for continued pre-training: plain ``text``, and long documents ``doc_id`` + ``chunks``."""
+
+from __future__ import annotations
+
+from sftkit.data.formats.base import Ctx, extras, get_list, get_text, json_type, register, text
+from sftkit.errors import RecordError
+from sftkit.schema import text_record
+
+
+@register("text", detect=lambda r: "text" in r, priority=90)
+def convert_text(raw: dict, ctx: Ctx) -> dict:
+    """Plain text record (loss on every token)."""
+    key = ctx.options.columns.get("prompt", "text") if ctx.options.registry else "text"
+    body = get_text(raw, key, ctx)
+    if not body.strip():
+        raise RecordError(key, "blank text")
+    return text_record(body, extras(raw, {key}))
+
+
+@register("document", detect=lambda r: "chunks" in r and "doc_id" in r, priority=10)
+def convert_document(raw: dict, ctx: Ctx) -> list[dict]:
+    """A long document's chunks -> one text record per chunk, positions and doc id in meta."""
+    chunks = get_list(raw, "chunks")
+    if not chunks:
+        raise RecordError("chunks", "document has no chunks")
+    base = extras(raw, {"chunks"})
+    out = []
+    for i, chunk in enumerate(chunks):
+        where = f"chunks[{i}]"
+        if isinstance(chunk, str):
+            chunk = {"text": chunk}
+        if not isinstance(chunk, dict):
+            raise RecordError(where, f"expected a chunk object with text, got a JSON {json_type(chunk)}")
+        body = text(chunk.get("text"), f"{where}.text", ctx)
+        if not body.strip():
+            raise RecordError(f"{where}.text", "blank text")
+        meta = {**base, "chunk": i, **{k: v for k, v in chunk.items() if k != "text"}}
+        out.append(text_record(body, meta))
+    return out

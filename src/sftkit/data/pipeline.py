@@ -1,0 +1,255 @@
+"""Read -> map columns -> detect -> convert -> validate -> dedup, with exact accounting per file.
+
+Every record read ends up either converted or rejected with a reason (file, line, index, field), so
+``read == converted + rejected`` always holds and is reported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sftkit.data.dedup import Deduper
+from sftkit.data.formats import FORMATS, Ctx, Options, detect_format
+from sftkit.data.readers import Item, expand_paths, iter_file
+from sftkit.data.validate import validate
+from sftkit.errors import RecordError, SftkitError
+from sftkit.progress import progress
+
+_PEEK = 50  # records looked at to detect a file's format
+
+
+@dataclass
+class ConvertOptions:
+    """What the user chose for a conversion run (CLI flags map one to one)."""
+
+    format: str | None = None  # force a format instead of detecting it
+    mapping: dict[str, str] = field(default_factory=dict)  # expected field -> the user's column (--map)
+    repairs: frozenset[str] = frozenset()  # explicit repairs, e.g. {"alternate-roles"}
+    speaker_map: dict[str, str] = field(default_factory=dict)  # dialog speaker -> role
+    dedup: str | None = None  # None | "exact" | "near"
+    near_threshold: float = 0.7  # Jaccard similarity above which two records are near-duplicates
+    data_root: str | None = None  # media files must lie under this folder (default: the data file's folder)
+    max_errors: int = 20  # errors kept per file in the report
+
+
+@dataclass
+class Source:
+    """One file to convert and how: a format (or None to detect) and converter options."""
+
+    path: Path
+    format: str | None = None
+    options: Options = field(default_factory=Options)
+    select: Callable[[list], list] | None = None  # registry num_samples / split, applied to converted items
+    name: str | None = None  # registry dataset name
+
+
+@dataclass
+class FileReport:
+    """Accounting and problems of one source file."""
+
+    source: str
+    format: str | None = None
+    detected: bool = True
+    read: int = 0
+    converted: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    records_out: int = 0
+    sampled_out: int = 0
+    warnings: Counter = field(default_factory=Counter)
+    repairs: Counter = field(default_factory=Counter)
+    errors: list[dict] = field(default_factory=list)
+    warning_examples: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["validation_rate"] = self.validation_rate
+        d["warnings"], d["repairs"] = dict(self.warnings), dict(self.repairs)
+        return d
+
+    @property
+    def validation_rate(self) -> float:
+        """Share of records read that converted and passed validation (duplicates count as valid)."""
+        return (self.converted + self.duplicates) / self.read if self.read else 1.0
+
+
+@dataclass
+class Report:
+    """Accounting of a whole run: one FileReport per source plus totals."""
+
+    files: list[FileReport] = field(default_factory=list)
+    rejects_path: str | None = None  # where convert wrote the rejects (None when there were none)
+
+    def total(self, key: str) -> int:
+        return sum(getattr(f, key) for f in self.files)
+
+    @property
+    def warnings(self) -> Counter:
+        return sum((f.warnings for f in self.files), Counter())
+
+    @property
+    def balanced(self) -> bool:
+        return all(f.read == f.converted + f.rejected for f in self.files)
+
+    def to_dict(self) -> dict:
+        read = self.total("read")
+        valid = self.total("converted") + self.total("duplicates")
+        return {
+            "files": [f.to_dict() for f in self.files],
+            "read": read, "converted": self.total("converted"), "rejected": self.total("rejected"),
+            "duplicates": self.total("duplicates"), "records_out": self.total("records_out"),
+            "valid": valid, "invalid": read - valid, "validation_rate": valid / read if read else 1.0,
+            "warnings": dict(self.warnings), "balanced": self.balanced,
+        }
+
+
+def sources_from_paths(paths: list, opts: ConvertOptions) -> list[Source]:
+    """Plain files / folders -> Sources with the user's options."""
+    if opts.format and opts.format not in FORMATS:
+        raise SftkitError(f"unknown format {opts.format!r}; known: {', '.join(sorted(FORMATS))}")
+    options = Options(repairs=frozenset(opts.repairs), speaker_map=dict(opts.speaker_map))
+    return [Source(p, opts.format, options) for p in expand_paths(paths)]
+
+
+def _apply_mapping(raw: dict, mapping: dict[str, str]) -> dict:
+    if not mapping:
+        return raw
+    out = {k: v for k, v in raw.items() if k not in mapping.values()}
+    for want, have in mapping.items():
+        if have in raw:
+            out[want] = raw[have]
+    return out
+
+
+def _reject(item: Item, fld: str, reason: str) -> dict:
+    raw = item.raw if item.raw is not None else item.text
+    return {"source": item.source, "line": item.line, "index": item.index, "field": fld, "reason": reason, "raw": raw}
+
+
+def _detect(items: list[Item], src: Source, mapping: dict) -> tuple[str | None, bool]:
+    if src.format:
+        return src.format, False
+    votes = Counter(detect_format(_apply_mapping(it.raw, mapping)) for it in items if it.error is None)
+    votes.pop(None, None)
+    if votes:
+        return votes.most_common(1)[0][0], True
+    first = next((it for it in items if it.error is None), None)
+    if first is None:
+        return None, True  # nothing parsable: every record is rejected by line
+    keys = ", ".join(sorted(map(str, first.raw))[:12]) or "(none)"
+    raise SftkitError(f"{src.path}: cannot detect the data format from the keys of the first record ({keys}); "
+                      f"pass --format (one of {', '.join(sorted(FORMATS))}) or --map FIELD=COLUMN")
+
+
+def _convert_one(item: Item, fmt, src: Source, opts: ConvertOptions, base: str, rep: FileReport):
+    """Convert and validate one item; return (records, None) or (None, reject)."""
+    if item.error is not None:
+        return None, _reject(item, "", item.error)
+    ctx = Ctx(src.options)
+    try:
+        out = fmt.convert(_apply_mapping(item.raw, opts.mapping), ctx)
+        records = out if isinstance(out, list) else [out]
+        for rec in records:
+            validate(rec, ctx, base, opts.data_root)
+    except RecordError as e:
+        return None, _reject(item, e.field, e.reason)
+    for kind, fld, msg in ctx.warnings:
+        rep.warnings[kind] += 1
+        if len(rep.warning_examples) < opts.max_errors:
+            rep.warning_examples.append({"line": item.line, "index": item.index, "field": fld, "kind": kind, "message": msg})
+    for r in ctx.repairs:
+        rep.repairs[r] += 1
+    return records, None
+
+
+def iter_converted(sources: list[Source], opts: ConvertOptions,
+                   report: Report) -> Iterator[tuple[Item, list[dict] | None, dict | None]]:
+    """Yield ``(item, records, None)`` or ``(item, None, reject)`` for every record of every source, in order."""
+    deduper = Deduper(opts.dedup, opts.near_threshold) if opts.dedup else None
+    for src in sources:
+        rep = FileReport(str(src.path) if src.name is None else f"{src.name} ({src.path})")
+        report.files.append(rep)
+        stream = iter_file(src.path)
+        head = [it for _, it in zip(range(_PEEK), stream, strict=False)]
+        name, rep.detected = _detect(head, src, opts.mapping)
+        rep.format = name
+        fmt = FORMATS[name] if name else None
+        base = str(Path(src.path).parent)
+        kept: list = []
+        with progress(f"reading {Path(src.path).name}") as tick:
+            for item in _chain(head, stream):
+                rep.read += 1
+                tick()
+                records, rej = _convert_one(item, fmt, src, opts, base, rep) if fmt else (None, _reject(item, "", item.error))
+                if records is not None and deduper is not None:
+                    dup_of = deduper.check(records, f"{item.source}:{item.line or item.index}")
+                    if dup_of:
+                        rep.duplicates += 1
+                        rep.rejected += 1
+                        yield item, None, _reject(item, "", f"{opts.dedup} duplicate of {dup_of}")
+                        continue
+                if rej is not None:
+                    rep.rejected += 1
+                    if len(rep.errors) < opts.max_errors:
+                        rep.errors.append({k: rej[k] for k in ("line", "index", "field", "reason")})
+                    yield item, None, rej
+                    continue
+                rep.converted += 1
+                if src.select:
+                    kept.append((item, records))
+                else:
+                    rep.records_out += len(records)
+                    yield item, records, None
+        if src.select:
+            chosen = src.select(kept)
+            rep.sampled_out = len(kept) - len(chosen)
+            for item, records in chosen:
+                rep.records_out += len(records)
+                yield item, records, None
+
+
+def _chain(head: list[Item], rest: Iterator[Item]) -> Iterator[Item]:
+    yield from head
+    yield from rest
+
+
+def check_files(sources: list[Source], opts: ConvertOptions) -> Report:
+    """Convert without writing; return the accounting and problems."""
+    report = Report()
+    for _ in iter_converted(sources, opts, report):
+        pass
+    return report
+
+
+def convert_files(sources: list[Source], out: str | Path, rejects: str | Path | None, opts: ConvertOptions) -> Report:
+    """Write canonical JSONL to ``out`` and rejects (``{source, line, index, field, reason, raw}``) beside it."""
+    out = Path(out)
+    rejects = Path(rejects) if rejects else out.with_name(out.stem + ".rejects.jsonl")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rejects.parent.mkdir(parents=True, exist_ok=True)
+    report = Report()
+    tmp_out, tmp_rej = out.with_name(out.name + ".tmp"), rejects.with_name(rejects.name + ".tmp")
+    dumps = json.dumps
+    with open(tmp_out, "w", encoding="utf-8") as fo, open(tmp_rej, "w", encoding="utf-8") as fr:
+        for _, records, rej in iter_converted(sources, opts, report):
+            if rej is None:
+                for rec in records:
+                    fo.write(dumps(rec, ensure_ascii=False))
+                    fo.write("\n")
+            else:
+                fr.write(dumps(rej, ensure_ascii=False, default=str))
+                fr.write("\n")
+    os.replace(tmp_out, out)
+    if report.total("rejected"):
+        os.replace(tmp_rej, rejects)
+    else:
+        os.remove(tmp_rej)
+        if rejects.exists():
+            rejects.unlink()  # a stale rejects file from an earlier run would mislead
+    report.rejects_path = str(rejects) if report.total("rejected") else None
+    return report
