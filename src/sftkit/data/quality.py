@@ -83,7 +83,8 @@ def _noise(prompt: str, reply: str) -> list[str]:
             flags.append("repeated_ngrams")
         plain = len(_PLAIN.findall(stripped)) + len(_CJK.findall(stripped))
         latin = _LATIN.findall(stripped)
-        if plain < 0.7 * len(stripped) or (len(latin) >= 20 and len(_VOWELS.findall(stripped)) < 0.12 * len(latin)):
+        latin_text = len(latin) >= 20 and len(latin) > 0.5 * sum(ch.isalpha() for ch in stripped)
+        if plain < 0.7 * len(stripped) or (latin_text and len(_VOWELS.findall(stripped)) < 0.12 * len(latin)):
             flags.append("garbage")
     if any(m in reply for m in _MOJIBAKE):
         flags.append("mojibake")
@@ -107,7 +108,7 @@ class QualityStats:
         self.tokens = {"prompt": [], "reply": [], "total": []}
         self.flags: Counter = Counter()
         self.flag_examples: dict[str, list] = {}
-        self.entropies: list[tuple[float, str, str, str]] = []  # (bits, language, where, snippet)
+        self.entropies: list[tuple[float, str, str, str]] = []  # (bits, group, where, snippet)
         self.exact = Deduper("exact")
         self.near = Deduper("near", near_threshold)
         self.dups = {"exact": 0, "near": 0}
@@ -133,8 +134,10 @@ class QualityStats:
             ex = self.flag_examples.setdefault(flag, [])
             if len(ex) < EXAMPLES:
                 ex.append({"where": where, "reply": _snippet(reply)})
-        if len(reply.strip()) >= 20:
-            self.entropies.append((entropy(reply.strip()), lang, where, _snippet(reply)))
+        body = reply.strip()
+        if len(body) >= 20:  # compared with replies of the same language and length scale
+            group = f"{language(body)}/{int(math.log2(len(body)))}"
+            self.entropies.append((entropy(body), group, where, _snippet(reply)))
         self._duplicates(rec, where)
 
     def _duplicates(self, rec: dict, where: str) -> None:
@@ -149,7 +152,7 @@ class QualityStats:
                     return  # an exact duplicate is not counted again as a near one
 
     def _entropy_outliers(self) -> None:
-        """Flag replies whose entropy is far from others of the same language (robust z-score > 3.5)."""
+        """Flag replies whose entropy is far from replies of the same language and length scale."""
         by_lang: dict[str, list] = {}
         for e in self.entropies:
             by_lang.setdefault(e[1], []).append(e)
@@ -158,10 +161,10 @@ class QualityStats:
                 continue
             med = statistics.median(e[0] for e in group)
             mad = statistics.median(abs(e[0] - med) for e in group) or 0.05
+            limit = max(3.5 * mad / 0.6745, 1.0)  # robust z > 3.5, and at least 1 bit/char off
             for bits, _, where, snip in group:
-                z = 0.6745 * (bits - med) / mad
-                if abs(z) > 3.5:
-                    flag = "entropy_outlier_high" if z > 0 else "entropy_outlier_low"
+                if abs(bits - med) > limit:
+                    flag = "entropy_outlier_high" if bits > med else "entropy_outlier_low"
                     self.flags[flag] += 1
                     ex = self.flag_examples.setdefault(flag, [])
                     if len(ex) < EXAMPLES:
