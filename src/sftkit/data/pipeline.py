@@ -63,13 +63,14 @@ class FileReport:
     sampled_out: int = 0
     warnings: Counter = field(default_factory=Counter)
     repairs: Counter = field(default_factory=Counter)
+    other_formats: Counter = field(default_factory=Counter)  # records of a mixed file read in their own format
     errors: list[dict] = field(default_factory=list)
     warning_examples: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
         d["validation_rate"] = self.validation_rate
-        d["warnings"], d["repairs"] = dict(self.warnings), dict(self.repairs)
+        d["warnings"], d["repairs"], d["other_formats"] = dict(self.warnings), dict(self.repairs), dict(self.other_formats)
         return d
 
     @property
@@ -146,18 +147,33 @@ def _detect(items: list[Item], src: Source, mapping: dict) -> tuple[str | None, 
                       f"pass --format (one of {', '.join(sorted(FORMATS))}) or --map FIELD=COLUMN")
 
 
+def _convert_validate(fmt, raw: dict, ctx: Ctx, base: str, opts: ConvertOptions) -> list[dict]:
+    out = fmt.convert(raw, ctx)
+    records = out if isinstance(out, list) else [out]
+    for rec in records:
+        validate(rec, ctx, base, opts.data_root)
+    return records
+
+
 def _convert_one(item: Item, fmt, src: Source, opts: ConvertOptions, base: str, rep: FileReport):
     """Convert and validate one item; return (records, None) or (None, reject)."""
     if item.error is not None:
         return None, _reject(item, "", item.error)
+    raw = _apply_mapping(item.raw, opts.mapping)
     ctx = Ctx(src.options)
     try:
-        out = fmt.convert(_apply_mapping(item.raw, opts.mapping), ctx)
-        records = out if isinstance(out, list) else [out]
-        for rec in records:
-            validate(rec, ctx, base, opts.data_root)
+        records = _convert_validate(fmt, raw, ctx, base, opts)
     except RecordError as e:
-        return None, _reject(item, e.field, e.reason)
+        # a detected format may not fit every record of a mixed file: try the record's own format
+        alt = detect_format(raw) if rep.detected else None
+        if alt is None or alt == fmt.name:
+            return None, _reject(item, e.field, e.reason)
+        ctx = Ctx(src.options)
+        try:
+            records = _convert_validate(FORMATS[alt], raw, ctx, base, opts)
+        except RecordError as e2:
+            return None, _reject(item, e2.field, e2.reason)
+        rep.other_formats[alt] += 1
     for kind, fld, msg in ctx.warnings:
         rep.warnings[kind] += 1
         if len(rep.warning_examples) < opts.max_errors:

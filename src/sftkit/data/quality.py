@@ -22,7 +22,7 @@ _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _KANA_HANGUL = re.compile(r"[\u3040-\u30ff\uac00-\ud7af]")
 _LATIN = re.compile(r"[A-Za-z]")
 _VOWELS = re.compile(r"[aeiouyAEIOUY]")
-_PLAIN = re.compile(r"[\w\s.,;:!?'\"()\[\]{}<>/\\\-+*=#%&@$|`~^，。！？；：、“”‘’（）《》【】…—·]")
+_PLAIN = re.compile(r"[\w\s.,;:!?'\"()\[\]{}<>/\\\-+=，。！？；：、“”‘’（）《》【】…—·]")  # letters, digits, punctuation, code
 _MOJIBAKE = ("\ufffd", "锟斤拷", "Ã©", "Ã¨", "â€")
 
 

@@ -242,6 +242,11 @@ def _iter_csv(path: Path, source: str) -> Iterator[Item]:
     with _open_binary(path) as fb:
         text = codecs.getreader("utf-8-sig")(fb)
         reader = csv.DictReader(text, delimiter="\t" if _suffix(path) == ".tsv" else ",")
+        try:
+            if not reader.fieldnames:
+                return  # an empty file holds no records
+        except (UnicodeDecodeError, csv.Error) as e:
+            raise SftkitError(f"{path}: cannot read the CSV header ({e})") from None
         index = 0
         while True:
             line = reader.line_num + 1

@@ -15,7 +15,8 @@ def check_text(report: Report, show_errors: int = 10) -> str:
     for f in report.files:
         how = "detected" if f.detected else "given"
         lines.append(f"{f.source}")
-        lines.append(f"  format: {f.format or '-'} ({how})")
+        lines.append(f"  format: {f.format or '-'} ({how})"
+                     + "".join(f", {k} {v} records" for k, v in f.other_formats.most_common()))
         lines.append(f"  records read {f.read} = valid {f.converted + f.duplicates} + invalid {f.rejected - f.duplicates}"
                      f"   validation rate {_pct(f.validation_rate)}")
         if f.duplicates:

@@ -35,7 +35,7 @@ def prompt_text(raw: dict, keys: tuple[str, ...], ctx: Ctx) -> str:
     return "\n".join(parts)
 
 
-@register("alpaca", detect=lambda r: "instruction" in r and ("output" in r or "chosen" in r), priority=60)
+@register("alpaca", detect=lambda r: "instruction" in r, priority=60)
 def convert_alpaca(raw: dict, ctx: Ctx) -> dict:
     """Alpaca instruction / input / output, optional system and history."""
     cols, registry = ctx.options.columns, ctx.options.registry

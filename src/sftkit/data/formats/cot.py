@@ -24,7 +24,7 @@ def _step(step, where: str, ctx: Ctx) -> str:
     return text(step, where, ctx)
 
 
-@register("cot", detect=lambda r: "reasoning_steps" in r, priority=24)
+@register("cot", detect=lambda r: "reasoning_steps" in r or ("problem" in r and "final_answer" in r), priority=24)
 def convert_cot(raw: dict, ctx: Ctx) -> dict:
     """Problem -> numbered reasoning steps, then the final answer."""
     problem = get_text(raw, "problem", ctx)

@@ -32,7 +32,7 @@ def _role(speaker: str, seen: dict[str, str], ctx: Ctx, where: str) -> str:
     return seen[speaker]
 
 
-@register("dialog", detect=lambda r: "turns" in r and ("dialog_id" in r or "scenario" in r), priority=20)
+@register("dialog", detect=lambda r: "dialog_id" in r or ("turns" in r and "scenario" in r), priority=20)
 def convert_dialog(raw: dict, ctx: Ctx) -> dict:
     """Dialog turns with speakers; first speaker -> user, the other -> assistant, or an explicit map."""
     messages, turn_meta, seen = [], [], {}

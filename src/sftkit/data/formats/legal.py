@@ -9,7 +9,7 @@ from sftkit.data.formats.base import Ctx, get_text, has_cjk, register
 from sftkit.data.formats.sharegpt import finish
 
 
-@register("legal", detect=lambda r: "judgment" in r and ("legal_issue" in r or "facts" in r), priority=22)
+@register("legal", detect=lambda r: "judgment" in r or "legal_issue" in r, priority=22)
 def convert_legal(raw: dict, ctx: Ctx) -> dict:
     """Legal issue + facts -> judgment; case id and citations kept in meta."""
     issue = get_text(raw, "legal_issue", ctx, required=False)

@@ -24,7 +24,7 @@ def _lang(code: str) -> str:
     return _LANGS.get(code.strip().lower().split("-")[0], code) if code else ""
 
 
-@register("multitask", detect=lambda r: "task_type" in r and "source_text" in r, priority=26)
+@register("multitask", detect=lambda r: "task_type" in r and ("source_text" in r or "target_text" in r), priority=26)
 def convert_multitask(raw: dict, ctx: Ctx) -> dict:
     """Task instruction + source text -> target text."""
     task = get_text(raw, "task_type", ctx)

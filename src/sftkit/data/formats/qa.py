@@ -10,7 +10,7 @@ from sftkit.data.formats.sharegpt import finish
 _FINAL = re.compile(r"####\s*(.+?)\s*$")
 
 
-@register("qa", detect=lambda r: "question" in r and "answer" in r, priority=62)
+@register("qa", detect=lambda r: "question" in r and "prompt" not in r, priority=62)
 def convert_qa(raw: dict, ctx: Ctx) -> dict:
     """Question / answer with optional context (context goes into the prompt before the question)."""
     question = get_text(raw, "question", ctx)

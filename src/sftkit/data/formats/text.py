@@ -17,7 +17,7 @@ def convert_text(raw: dict, ctx: Ctx) -> dict:
     return text_record(body, extras(raw, {key}))
 
 
-@register("document", detect=lambda r: "chunks" in r and "doc_id" in r, priority=10)
+@register("document", detect=lambda r: "chunks" in r, priority=10)
 def convert_document(raw: dict, ctx: Ctx) -> list[dict]:
     """A long document's chunks -> one text record per chunk, positions and doc id in meta."""
     chunks = get_list(raw, "chunks")

@@ -1,0 +1,106 @@
+"""Readers: every container format, line numbers, encodings, and broken input turned into items."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+
+import pytest
+
+from sftkit.data import readers
+from sftkit.data.readers import iter_file
+from sftkit.errors import SftkitError
+from tests.conftest import LF
+
+
+def ok(items):
+    return [it.raw for it in items if it.error is None]
+
+
+def test_json_array_matches_json_load_with_tiny_chunks(monkeypatch):
+    """Chunk boundaries inside strings, numbers and multi-byte characters must not change the result."""
+    monkeypatch.setattr(readers, "_CHUNK", 7)
+    path = LF / "alpaca_zh_demo.json"
+    expected = json.loads(path.read_text(encoding="utf-8"))
+    items = list(iter_file(path))
+    assert ok(items) == expected
+    assert [it.index for it in items] == list(range(len(expected)))
+    assert items[0].line == 2 and items[1].line == 7  # each element's first line
+
+
+def test_json_array_of_numbers_across_chunks(tmp_path, monkeypatch):
+    monkeypatch.setattr(readers, "_CHUNK", 3)
+    p = tmp_path / "a.json"
+    p.write_text('[{"a": 123456789}, 98765, {"b": 1.5e10}]')
+    items = list(iter_file(p))
+    assert ok(items) == [{"a": 123456789}, {"b": 1.5e10}]
+    assert "number, not an object" in items[1].error
+
+
+def test_jsonl_bom_crlf_blank_lines_and_errors(tmp_path):
+    p = tmp_path / "d.jsonl"
+    p.write_bytes(b'\xef\xbb\xbf{"text": "a"}\r\n\r\n{"text": "b"}\r\n{broken\r\n[1, 2]\r\n{"text": "\xff\xfe"}\r\n')
+    items = list(iter_file(p))
+    assert [(it.line, it.index) for it in items] == [(1, 0), (3, 1), (4, 2), (5, 3), (6, 4)]
+    assert ok(items) == [{"text": "a"}, {"text": "b"}]
+    assert "malformed JSON" in items[2].error and items[2].text == "{broken"
+    assert "array, not an object" in items[3].error
+    assert "invalid UTF-8" in items[4].error
+
+
+def test_truncated_json_array_is_reported(tmp_path):
+    p = tmp_path / "t.json"
+    p.write_text('[\n{"a": 1},\n{"a": 2},\n{"a": ')
+    items = list(iter_file(p))
+    assert ok(items) == [{"a": 1}, {"a": 2}]
+    assert items[-1].error and items[-1].line == 4
+
+
+def test_single_object_and_concatenated_objects(tmp_path):
+    one = tmp_path / "one.json"
+    one.write_text('{\n  "text": "x"\n}\n')
+    assert ok(iter_file(one)) == [{"text": "x"}]
+    many = tmp_path / "many.json"
+    many.write_text('{"text": "x"}\n{"text": "y"}\n')
+    assert [(it.line, it.raw) for it in iter_file(many)] == [(1, {"text": "x"}), (2, {"text": "y"})]
+
+
+def test_gzip_csv_parquet_txt(tmp_path):
+    gz = tmp_path / "d.jsonl.gz"
+    with gzip.open(gz, "wt", encoding="utf-8") as fh:
+        fh.write('{"text": "压缩"}\n')
+    assert ok(iter_file(gz)) == [{"text": "压缩"}]
+
+    c = tmp_path / "d.csv"
+    with open(c, "w", encoding="utf-8-sig", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["instruction", "output"])
+        w.writerow(["多行\n指令", "回答"])
+        w.writerow(["b", "c"])
+    items = list(iter_file(c))
+    assert ok(items) == [{"instruction": "多行\n指令", "output": "回答"}, {"instruction": "b", "output": "c"}]
+    assert [it.line for it in items] == [2, 4]
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq_path = tmp_path / "d.parquet"
+    pq.write_table(pa.table({"question": ["q1", "q2"], "answer": ["a1", "a2"]}), pq_path)
+    assert ok(iter_file(pq_path)) == [{"question": "q1", "answer": "a1"}, {"question": "q2", "answer": "a2"}]
+
+    t = tmp_path / "d.txt"
+    t.write_text("line one\n\nline two\n")
+    assert [(it.line, it.raw) for it in iter_file(t)] == [(1, {"text": "line one"}), (3, {"text": "line two"})]
+
+
+def test_folder_and_unreadable(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.jsonl").write_text('{"text": "b"}\n')
+    (tmp_path / "a.jsonl").write_text('{"text": "a"}\n')
+    (tmp_path / "notes.md").write_text("ignored")
+    assert [p.name for p in readers.expand_paths([tmp_path])] == ["a.jsonl", "b.jsonl"]
+    with pytest.raises(SftkitError, match="no such file"):
+        readers.expand_paths([tmp_path / "missing.jsonl"])
+    with pytest.raises(SftkitError, match="unknown file type"):
+        readers.expand_paths([tmp_path / "notes.md"])
