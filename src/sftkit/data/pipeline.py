@@ -250,15 +250,14 @@ def convert_files(sources: list[Source], out: str | Path, rejects: str | Path | 
     rejects.parent.mkdir(parents=True, exist_ok=True)
     report = Report()
     tmp_out, tmp_rej = out.with_name(out.name + ".tmp"), rejects.with_name(rejects.name + ".tmp")
-    dumps = json.dumps
+    encode = json.JSONEncoder(ensure_ascii=False).encode
     with open(tmp_out, "w", encoding="utf-8") as fo, open(tmp_rej, "w", encoding="utf-8") as fr:
         for _, records, rej in iter_converted(sources, opts, report):
             if rej is None:
                 for rec in records:
-                    fo.write(dumps(rec, ensure_ascii=False))
-                    fo.write("\n")
+                    fo.write(encode(rec) + "\n")
             else:
-                fr.write(dumps(rej, ensure_ascii=False, default=str))
+                fr.write(json.dumps(rej, ensure_ascii=False, default=str))
                 fr.write("\n")
     os.replace(tmp_out, out)
     if report.total("rejected"):

@@ -113,7 +113,7 @@ def _iter_jsonl(path: Path, source: str) -> Iterator[Item]:
         for lineno, bline in enumerate(fh, 1):
             if lineno == 1 and bline.startswith(codecs.BOM_UTF8):
                 bline = bline[3:]
-            if not bline.strip():
+            if bline.isspace():
                 continue  # blank lines are not records
             try:
                 line = bline.decode("utf-8")

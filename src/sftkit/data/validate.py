@@ -10,17 +10,28 @@ import os
 
 from sftkit.data.formats.base import Ctx
 from sftkit.errors import RecordError
-from sftkit.schema import MEDIA_KINDS, ROLES, record_kind
+from sftkit.schema import MEDIA_KINDS, ROLES
+
+
+def _blank(s: str) -> bool:
+    return not s or s.isspace()
 
 
 def validate(rec: dict, ctx: Ctx, base_dir: str, root: str | None = None) -> dict:
     """Check one canonical record in place (and resolve its media paths); raise RecordError if invalid."""
-    kind = record_kind(rec)
-    if kind == "text":
-        return rec
-    msgs = rec["messages"]
-    _roles(msgs)
-    if kind == "preference":
+    msgs = rec.get("messages")
+    if msgs is None:
+        return rec  # text records have no turns to check
+    for i, m in enumerate(msgs):
+        role = m["role"]
+        if role == "system":
+            if i:
+                raise RecordError(f"messages[{i}]", "system turn must come first")
+        elif role not in ROLES:
+            raise RecordError(f"messages[{i}].role", f"unknown role {role!r}")
+        elif _blank(m["content"]) and not m.get("tool_calls"):
+            ctx.warn("blank_turn", f"messages[{i}]", f"blank {role} turn")
+    if "chosen" in rec:
         _preference(rec)
     else:
         while msgs and msgs[-1]["role"] in ("user", "tool"):
@@ -28,41 +39,30 @@ def validate(rec: dict, ctx: Ctx, base_dir: str, root: str | None = None) -> dic
                      f"trailing {msgs[-1]['role']} turn has no reply; dropped")
             msgs.pop()
         _has_exchange(msgs)
-    for i, m in enumerate(msgs):
-        if not m["content"].strip() and not m.get("tool_calls") and m["role"] != "system":
-            ctx.warn("blank_turn", f"messages[{i}]", f"blank {m['role']} turn")
-    if any(rec.get(k) for k in MEDIA_KINDS):
+    if rec.get("images") or "videos" in rec or "audios" in rec:
         resolve_media(rec, base_dir, root, ctx)
     return rec
-
-
-def _roles(msgs: list[dict]) -> None:
-    for i, m in enumerate(msgs):
-        if m["role"] not in ROLES:
-            raise RecordError(f"messages[{i}].role", f"unknown role {m['role']!r}")
-        if m["role"] == "system" and i:
-            raise RecordError(f"messages[{i}]", "system turn must come first")
 
 
 def _has_exchange(msgs: list[dict]) -> None:
     seen_user = False
     for m in msgs:
-        if m["role"] == "user" and m["content"].strip():
+        if m["role"] == "user" and not _blank(m["content"]):
             seen_user = True
-        elif seen_user and m["role"] == "assistant" and (m["content"].strip() or m.get("tool_calls")):
+        elif seen_user and m["role"] == "assistant" and (not _blank(m["content"]) or m.get("tool_calls")):
             return
     raise RecordError("messages", "needs a non-blank user turn followed by a non-blank assistant turn")
 
 
 def _preference(rec: dict) -> None:
     msgs = rec["messages"]
-    if not any(m["role"] == "user" and m["content"].strip() for m in msgs):
+    if not any(m["role"] == "user" and not _blank(m["content"]) for m in msgs):
         raise RecordError("messages", "preference prompt needs a non-blank user turn")
     if msgs[-1]["role"] == "assistant":
         raise RecordError(f"messages[{len(msgs) - 1}]", "preference prompt must end with a user (or tool) turn")
     for key in ("chosen", "rejected"):
         reply = rec[key]
-        if not (reply["content"].strip() or reply.get("tool_calls")):
+        if _blank(reply["content"]) and not reply.get("tool_calls"):
             raise RecordError(key, "blank reply")
 
 

@@ -55,6 +55,6 @@ def convert_alpaca(raw: dict, ctx: Ctx) -> dict:
             raise RecordError(rk, "missing field")
         messages.append({"role": "assistant", "content": text(raw[rk], rk, ctx)})
     sk = cols.get("system") if registry else "system"
-    if sk:
+    if sk and sk in raw:
         messages = with_system(messages, raw, sk, ctx, used)
     return finish(raw, ctx, messages, used)

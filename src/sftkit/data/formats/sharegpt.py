@@ -11,17 +11,20 @@ from __future__ import annotations
 from sftkit.data.formats.base import Ctx, extras, get_list, json_type, register, text
 from sftkit.data.formats.turns import parse_tools, parse_turns, reply
 from sftkit.errors import RecordError
-from sftkit.schema import MEDIA_KINDS, conversation
+from sftkit.schema import MEDIA_KINDS
 
-_KTO_KEYS = ("label", "kto_tag")
+_MEDIA_KEYS = {"images": ("images", "image_path", "image"), "videos": ("videos",), "audios": ("audios",)}
+_ANY_MEDIA_KEY = frozenset(k for keys in _MEDIA_KEYS.values() for k in keys)
 
 
 def media(raw: dict, ctx: Ctx, used: set[str]) -> dict[str, list]:
     """Media path lists of a record (``images`` / ``image_path``, ``videos``, ``audios``); paths checked later."""
     cols = ctx.options.columns
+    if not cols and _ANY_MEDIA_KEY.isdisjoint(raw):
+        return {}  # the common case, kept cheap
     out = {}
     for kind in MEDIA_KINDS:
-        keys = [cols[kind]] if cols.get(kind) else [kind] + (["image_path", "image"] if kind == "images" else [])
+        keys = (cols[kind],) if cols.get(kind) else _MEDIA_KEYS[kind]
         key = next((k for k in keys if raw.get(k) not in (None, "", [])), None)
         if key is None:
             continue
@@ -52,32 +55,35 @@ def with_system(messages: list[dict], raw: dict, key: str, ctx: Ctx, used: set[s
 def finish(raw: dict, ctx: Ctx, messages: list[dict], used: set[str], meta: dict | None = None) -> dict:
     """Attach tools, media, preference or KTO fields to converted turns and build the canonical record."""
     cols = ctx.options.columns
-    tools_key = cols.get("tools", "tools")
-    tools = parse_tools(raw.get(tools_key), tools_key)
+    tools_key = cols.get("tools", "tools") if cols else "tools"
+    tools = parse_tools(raw[tools_key], tools_key) if tools_key in raw else []
     used.add(tools_key)
     found = media(raw, ctx, used)
-    extra: dict = {k: v for k, v in found.items() if k != "images"}
-    ck, rk = cols.get("chosen", "chosen"), cols.get("rejected", "rejected")
+    rec = {"messages": messages, "images": found.pop("images", []), "tools": tools, **found}
     if is_preference(raw, ctx):
+        ck, rk = cols.get("chosen", "chosen"), cols.get("rejected", "rejected")
         if ck not in raw or rk not in raw:
             raise RecordError(rk if ck in raw else ck, "missing field (a preference pair needs both chosen and rejected)")
         used.update((ck, rk))
-        extra["chosen"] = reply(raw[ck], ck, ctx)
-        extra["rejected"] = reply(raw[rk], rk, ctx)
+        rec["chosen"] = reply(raw[ck], ck, ctx)
+        rec["rejected"] = reply(raw[rk], rk, ctx)
     else:
         # an explicit registry kto_tag column, or a boolean `label` / `kto_tag` (other labels stay in meta)
-        kto_keys = [cols["kto_tag"]] if cols.get("kto_tag") else [k for k in _KTO_KEYS if isinstance(raw.get(k), bool)]
-        key = next((k for k in kto_keys if k in raw), None)
-        if key is not None:
+        key = cols.get("kto_tag") if cols else None
+        if key is None:
+            key = "label" if type(raw.get("label")) is bool else "kto_tag" if type(raw.get("kto_tag")) is bool else None
+        if key is not None and key in raw:
             used.add(key)
-            extra["label"] = _label(raw[key], key, ctx)
-    meta = extras(raw, used, meta)
-    return conversation(messages, meta, images=found.get("images"), tools=tools, **extra)
+            rec["label"] = _label(raw[key], key, ctx)
+    rec["meta"] = extras(raw, used, meta)
+    return rec
 
 
 def is_preference(raw: dict, ctx: Ctx) -> bool:
     """True when the record is a chosen/rejected pair (registry ``ranking`` or both keys present)."""
     cols = ctx.options.columns
+    if not cols:
+        return ctx.options.ranking or ("chosen" in raw and "rejected" in raw)
     return ctx.options.ranking or (cols.get("chosen", "chosen") in raw and cols.get("rejected", "rejected") in raw)
 
 
