@@ -1,0 +1,93 @@
+"""Load tokenizers and causal LMs from a local folder, the shipped base model, or the local HF cache.
+
+Never downloads (``local_files_only``); ``trust_remote_code`` stays off unless the config asks;
+weights load from safetensors.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from sftkit.errors import SftkitError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+SHIPPED = {"sftkit-tiny": PACKAGE_DIR / "base_model"}
+
+
+def resolve(name: str) -> str:
+    """A model name or run folder -> the path (or hub id) transformers should load."""
+    if name in SHIPPED:
+        path = SHIPPED[name]
+        if not (path / "config.json").exists():
+            raise SftkitError(f"the shipped base model is missing at {path}; rebuild it with scripts/build_base_model.py")
+        return str(path)
+    p = Path(name)
+    if (p / "final" / "config.json").exists() or (p / "final" / "adapter_config.json").exists():
+        return str(p / "final")  # a run folder
+    return name
+
+
+def run_info(path: str) -> dict:
+    """sftkit.json written next to a trained model: base model, method, template."""
+    f = Path(path) / "sftkit.json"
+    return json.loads(f.read_text()) if f.exists() else {}
+
+
+def load_tokenizer(name: str, trust_remote_code: bool = False):
+    """A fast tokenizer from a local folder or cache (padding side right for training)."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    path = resolve(name)
+    info = run_info(path)
+    if info.get("base_model") and not (Path(path) / "tokenizer.json").exists():
+        path = resolve(info["base_model"])
+    try:
+        if (Path(path) / "tokenizer.json").exists():
+            tok = PreTrainedTokenizerFast.from_pretrained(path)  # exactly this tokenizer.json, no re-splitting
+        else:
+            tok = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise SftkitError(f"cannot load tokenizer {name!r} offline ({e}); give a local folder") from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def default_dtype(precision: str = "auto") -> torch.dtype:
+    """fp32 on CPU; bf16 on a GPU that supports it (``auto``), or what ``precision`` says."""
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        return torch.float16
+    if precision == "auto" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def load_model(name: str, *, precision: str = "auto", quantize: bool = False, trust_remote_code: bool = False):
+    """A causal LM (a trained adapter is loaded on its base model)."""
+    from transformers import AutoModelForCausalLM
+
+    path = resolve(name)
+    dtype = default_dtype(precision)
+    kwargs = {"dtype": dtype, "local_files_only": True, "trust_remote_code": trust_remote_code,
+              "use_safetensors": True}
+    if quantize:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                           bnb_4bit_compute_dtype=dtype, bnb_4bit_use_double_quant=True)
+    try:
+        if (Path(path) / "adapter_config.json").exists():
+            from peft import PeftModel
+
+            base = run_info(path).get("base_model") or json.loads((Path(path) / "adapter_config.json").read_text())[
+                "base_model_name_or_path"]
+            model = AutoModelForCausalLM.from_pretrained(resolve(base), **kwargs)
+            return PeftModel.from_pretrained(model, path)
+        return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as e:
+        raise SftkitError(f"cannot load model {name!r} offline ({e}); give a local folder") from None

@@ -1,0 +1,1 @@
+"""Training recipes (sft.py reads top to bottom) and their helpers."""

@@ -1,0 +1,124 @@
+"""Supervised fine-tuning, top to bottom: config -> data -> model + method -> Trainer -> saved run.
+
+A run folder holds ``config.yaml`` (resolved), ``data_report.json``, ``metrics.jsonl``,
+``checkpoint-N/`` (the last K, each marked complete when fully written) and ``final/`` (the model or
+adapter, its tokenizer and ``sftkit.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+import yaml
+from transformers import Trainer, TrainingArguments
+
+from sftkit.config import SFTConfig
+from sftkit.errors import SftkitError
+from sftkit.methods import METHODS
+from sftkit.models import load_model, load_tokenizer
+from sftkit.tokenize.packing import ATTENTION, PackedCollator, PaddedCollator
+from sftkit.tokenize.templates import get_template
+from sftkit.train.callbacks import MarkComplete, MetricsJsonl, last_complete_checkpoint
+from sftkit.train.data import prepare
+
+
+class _Rows(torch.utils.data.Dataset):
+    def __init__(self, rows: list[dict]):
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.rows[i]
+
+
+def _precision(cfg: SFTConfig) -> dict:
+    p = cfg.train.precision
+    if p == "auto":
+        p = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    if p in ("bf16", "fp16") and not torch.cuda.is_available():
+        raise SftkitError(f"train.precision={p} needs a GPU; use fp32 (or auto) on CPU")
+    return {"bf16": p == "bf16", "fp16": p == "fp16"}
+
+
+def _resume_from(cfg: SFTConfig, run_dir: Path) -> str | None:
+    resume = cfg.train.resume
+    if resume in (None, "", "none", "false"):
+        return None
+    if resume == "auto":
+        return last_complete_checkpoint(run_dir)
+    if not Path(resume).is_dir():
+        raise SftkitError(f"train.resume: checkpoint {resume!r} not found")
+    return resume
+
+
+def train(cfg: SFTConfig) -> Path:
+    """Run one fine-tuning job; return the run folder."""
+    run_dir = Path(cfg.train.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), allow_unicode=True, sort_keys=False))
+    torch.manual_seed(cfg.train.seed)
+
+    # 1. data: canonical records -> rendered rows (masks) -> packed rows
+    tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
+    train_rows, eval_rows, _ = prepare(cfg, tokenizer, run_dir)
+
+    # 2. model + method (the registry decides what trains)
+    method = METHODS[cfg.method]
+    model = load_model(cfg.model, precision=cfg.train.precision, quantize=method.quantize,
+                       trust_remote_code=cfg.trust_remote_code)
+    if cfg.data.packing:
+        model.set_attn_implementation(ATTENTION)
+    model = method.apply(model, cfg)
+    if cfg.train.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+
+    # 3. trainer
+    has_eval = bool(eval_rows)
+    args = TrainingArguments(
+        output_dir=str(run_dir), learning_rate=cfg.train.learning_rate, lr_scheduler_type=cfg.train.lr_scheduler,
+        warmup_steps=cfg.train.warmup_ratio, num_train_epochs=cfg.train.epochs, max_steps=cfg.train.max_steps,
+        per_device_train_batch_size=cfg.train.batch_size, per_device_eval_batch_size=cfg.train.batch_size,
+        gradient_accumulation_steps=cfg.train.grad_accum, weight_decay=cfg.train.weight_decay,
+        max_grad_norm=cfg.train.max_grad_norm, logging_steps=cfg.train.logging_steps,
+        eval_strategy=("steps" if cfg.train.eval_steps else "epoch") if has_eval else "no",
+        eval_steps=cfg.train.eval_steps, save_strategy="steps", save_steps=cfg.train.save_steps,
+        save_total_limit=cfg.train.save_total_limit, seed=cfg.train.seed, data_seed=cfg.train.seed,
+        neftune_noise_alpha=cfg.train.neftune_alpha, report_to=["tensorboard"] if cfg.train.tensorboard else [],
+        dataloader_num_workers=cfg.train.num_workers, remove_unused_columns=False, use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=False, save_only_model=False, **_precision(cfg),
+    )
+    collator = PackedCollator() if cfg.data.packing else PaddedCollator(tokenizer.pad_token_id)
+    trainer = Trainer(model=model, args=args, train_dataset=_Rows(train_rows), eval_dataset=_Rows(eval_rows) if has_eval else None,
+                      data_collator=collator, processing_class=tokenizer,
+                      callbacks=[MetricsJsonl(run_dir / "metrics.jsonl"), MarkComplete()])
+
+    # 4. train (resuming from the last complete checkpoint when asked), evaluate, save
+    result = trainer.train(resume_from_checkpoint=_resume_from(cfg, run_dir))
+    metrics = dict(result.metrics)
+    if has_eval:
+        ev = trainer.evaluate()
+        metrics.update(ev)
+        if "eval_loss" in ev:
+            metrics["eval_perplexity"] = math.exp(min(ev["eval_loss"], 50))
+    save_final(trainer.model, tokenizer, cfg, run_dir / "final", metrics)
+    return run_dir
+
+
+def save_final(model, tokenizer, cfg: SFTConfig, out: Path, metrics: dict) -> None:
+    """Save the trained model (or adapter) with its tokenizer and what produced it."""
+    if getattr(model.config, "_attn_implementation", None) == ATTENTION:
+        model.set_attn_implementation("sdpa")
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    if cfg.template:  # plain transformers then renders prompts exactly as training did
+        tokenizer.chat_template = get_template(cfg.template).jinja()
+    tokenizer.save_pretrained(out)
+    info = {"base_model": cfg.model, "method": cfg.method, "template": cfg.template,
+            "adapter": METHODS[cfg.method].adapter, "metrics": metrics}
+    (out / "sftkit.json").write_text(json.dumps(info, indent=2, default=str))
