@@ -130,9 +130,7 @@ def main() -> None:
         run = train(cfg)
         out = Path(args.out)
         shutil.rmtree(out, ignore_errors=True)
-        from transformers import LlamaForCausalLM
-
-        from transformers import PreTrainedTokenizerFast
+        from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
         model = LlamaForCausalLM.from_pretrained(run / "final", dtype=torch.bfloat16)
         model.config.use_cache = True

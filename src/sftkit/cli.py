@@ -136,6 +136,69 @@ def cmd_formats(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from sftkit.config import load_config
+    from sftkit.train.sft import train
+
+    cfg = load_config(args.config, args.overrides)
+    run = train(cfg)
+    print(f"run folder: {run}  (final model in {run / 'final'})")
+    return 0
+
+
+def cmd_chat(args) -> int:
+    from sftkit.infer import Chat
+
+    chat = Chat(args.model, args.template, args.trust_remote_code)
+    history: list[dict] = [{"role": "system", "content": args.system}] if args.system else []
+    prompts = [args.prompt] if args.prompt else None
+    while True:
+        if prompts is not None:
+            if not prompts:
+                return 0
+            text = prompts.pop()
+        else:
+            try:
+                text = input("you> ")
+            except EOFError:
+                return 0
+            if text.strip() in ("/exit", "/quit"):
+                return 0
+            if text.strip() == "/clear":
+                history = history[:1] if args.system else []
+                continue
+        history.append({"role": "user", "content": text})
+        print("" if args.prompt else "bot> ", end="", flush=True)
+        reply = ""
+        for piece in chat.stream(history, args.max_new_tokens, args.temperature, args.top_p):
+            reply += piece
+            print(piece, end="", flush=True)
+        print()
+        history.append({"role": "assistant", "content": reply})
+
+
+def cmd_generate(args) -> int:
+    from sftkit.infer import generate_file
+
+    n = generate_file(args.model, args.data, args.output, args.max_new_tokens, args.temperature, args.batch_size)
+    print(f"wrote {n} predictions to {args.output}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from sftkit.infer import export
+
+    out = export(args.run, args.output)
+    print(f"exported to {out} (loads with transformers' AutoModelForCausalLM.from_pretrained)")
+    return 0
+
+
+def _add_generation_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    p.add_argument("--top-p", type=float, default=1.0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sftkit", description="Supervised fine-tuning toolkit.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -180,6 +243,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = data.add_parser("formats", help="list the source formats sftkit reads")
     p.set_defaults(func=cmd_formats)
+
+    p = sub.add_parser("train", help="fine-tune a model from a YAML config")
+    p.add_argument("config")
+    p.add_argument("overrides", nargs="*", metavar="key.path=value", help="e.g. train.learning_rate=1e-4")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("chat", help="chat with a model or run folder (streaming)")
+    p.add_argument("--model", default="sftkit-tiny", help="run folder, local model folder or sftkit-tiny")
+    p.add_argument("--prompt", help="answer one prompt and exit")
+    p.add_argument("--system", help="system prompt")
+    p.add_argument("--template", help="built-in chat template (default: the model's own)")
+    p.add_argument("--trust-remote-code", action="store_true")
+    _add_generation_args(p)
+    p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("generate", help="reply to every prompt of a data file, write JSONL predictions")
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", required=True, help="any data file sftkit reads")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--batch-size", type=int, default=16)
+    _add_generation_args(p)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("export", help="merge a LoRA-family run into its base and save a plain transformers model")
+    p.add_argument("run")
+    p.add_argument("-o", "--output", required=True)
+    p.set_defaults(func=cmd_export)
     return parser
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from sftkit.errors import SftkitError
 from sftkit.schema import record_kind
-from sftkit.tokenize.templates import Template, get_template
+from sftkit.tokenize.templates import TEMPLATES, Template, get_template
 
 IGNORE = -100
 
@@ -68,6 +68,9 @@ class Renderer:
     def __init__(self, tokenizer, template: str | Template | None = None, options: RenderOptions | None = None):
         self.tokenizer = tokenizer
         self.template = get_template(template) if isinstance(template, str) else template
+        if self.template is None:  # the tokenizer's own template: use our fast twin when it is a built-in one
+            own = getattr(tokenizer, "chat_template", None)
+            self.template = next((t for t in TEMPLATES.values() if own and t.jinja() == own), None)
         if self.template is None and not getattr(tokenizer, "chat_template", None):
             raise SftkitError("the tokenizer has no chat_template; set `template:` to a built-in one "
                               "(chatml, qwen, llama3, alpaca, plain)")

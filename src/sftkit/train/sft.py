@@ -58,6 +58,22 @@ def _resume_from(cfg: SFTConfig, run_dir: Path) -> str | None:
 
 def train(cfg: SFTConfig) -> Path:
     """Run one fine-tuning job; return the run folder."""
+    trainer, run_dir, tokenizer, has_eval = build(cfg)
+
+    # 4. train (resuming from the last complete checkpoint when asked), evaluate, save
+    result = trainer.train(resume_from_checkpoint=_resume_from(cfg, run_dir))
+    metrics = dict(result.metrics)
+    if has_eval:
+        ev = trainer.evaluate()
+        metrics.update(ev)
+        if "eval_loss" in ev:
+            metrics["eval_perplexity"] = math.exp(min(ev["eval_loss"], 50))
+    save_final(trainer.model, tokenizer, cfg, run_dir / "final", metrics)
+    return run_dir
+
+
+def build(cfg: SFTConfig):
+    """Everything up to the first step: (trainer, run folder, tokenizer, has eval data)."""
     run_dir = Path(cfg.train.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), allow_unicode=True, sort_keys=False))
@@ -97,17 +113,7 @@ def train(cfg: SFTConfig) -> Path:
     trainer = Trainer(model=model, args=args, train_dataset=_Rows(train_rows), eval_dataset=_Rows(eval_rows) if has_eval else None,
                       data_collator=collator, processing_class=tokenizer,
                       callbacks=[MetricsJsonl(run_dir / "metrics.jsonl"), MarkComplete()])
-
-    # 4. train (resuming from the last complete checkpoint when asked), evaluate, save
-    result = trainer.train(resume_from_checkpoint=_resume_from(cfg, run_dir))
-    metrics = dict(result.metrics)
-    if has_eval:
-        ev = trainer.evaluate()
-        metrics.update(ev)
-        if "eval_loss" in ev:
-            metrics["eval_perplexity"] = math.exp(min(ev["eval_loss"], 50))
-    save_final(trainer.model, tokenizer, cfg, run_dir / "final", metrics)
-    return run_dir
+    return trainer, run_dir, tokenizer, has_eval
 
 
 def save_final(model, tokenizer, cfg: SFTConfig, out: Path, metrics: dict) -> None:

@@ -1,0 +1,103 @@
+"""Rendering: ids equal apply_chat_template token for token; masks match the template's generation spans."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from sftkit.tokenize.render import IGNORE, Renderer, RenderOptions, _jinja_messages
+from sftkit.tokenize.templates import TEMPLATES
+
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "天气",
+                                           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+CONVERSATIONS = {
+    "single": {"messages": [{"role": "user", "content": "Hello there"}, {"role": "assistant", "content": "Hi! 你好"}]},
+    "multi_system": {"messages": [
+        {"role": "system", "content": "你是一个乐于助人的助手。"}, {"role": "user", "content": "1+1=?"},
+        {"role": "assistant", "content": "2"}, {"role": "user", "content": "\n  and 2+2?"},
+        {"role": "assistant", "content": " 4\n"}]},
+    "tool_call": {"tools": TOOLS, "messages": [
+        {"role": "user", "content": "北京天气？"},
+        {"role": "assistant", "content": "", "tool_calls": [
+            {"type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"北京\"}"}}]},
+        {"role": "tool", "content": "{\"temp\": 20}"}, {"role": "assistant", "content": "北京现在20度。"}]},
+}
+
+
+def _hf(tokenizer, rec, template):
+    tok = copy.copy(tokenizer)
+    tok.chat_template = template.jinja()
+    return tok.apply_chat_template(_jinja_messages(rec["messages"]), tools=rec.get("tools") or None, tokenize=True,
+                                   return_dict=True, return_assistant_tokens_mask=True)
+
+
+@pytest.mark.parametrize("conv", CONVERSATIONS)
+@pytest.mark.parametrize("name", TEMPLATES)
+def test_ids_and_masks_equal_apply_chat_template(tokenizer, name, conv):
+    rec, template = CONVERSATIONS[conv], TEMPLATES[name]
+    expected = _hf(tokenizer, rec, template)
+    row = Renderer(tokenizer, template)([rec])[0]
+    assert row["input_ids"] == expected["input_ids"]
+    learned = [int(x != IGNORE) for x in row["labels"]]
+    assert learned == expected["assistant_masks"]
+    assert all(lab in (IGNORE, tid) for lab, tid in zip(row["labels"], row["input_ids"], strict=True))
+
+
+@pytest.mark.parametrize("name", TEMPLATES)
+def test_every_reply_ends_with_end_of_turn_and_tools_are_masked(tokenizer, name):
+    rec = CONVERSATIONS["tool_call"]
+    template = TEMPLATES[name]
+    row = Renderer(tokenizer, template)([rec])[0]
+    spans, cur = [], []
+    for tid, lab in zip(row["input_ids"], row["labels"], strict=True):
+        if lab != IGNORE:
+            cur.append(tid)
+        elif cur:
+            spans.append(tokenizer.decode(cur))
+            cur = []
+    if cur:
+        spans.append(tokenizer.decode(cur))
+    end = template.end_token(tokenizer.eos_token)
+    assert len(spans) == 2 and all(s.endswith(end) for s in spans)
+    assert spans[0].startswith("<tool_call>") and spans[1] == "北京现在20度。" + end
+    assert "20}" not in "".join(spans)  # the tool result is never learned
+
+
+def test_tokenizer_own_template_path_matches(tokenizer):
+    """A template that is not built in (here ChatML with a twist) is handled by prefix rendering."""
+    tok = copy.copy(tokenizer)
+    tok.chat_template = TEMPLATES["chatml"].jinja().replace("<|im_start|>assistant", "<|im_start|>bot")
+    rec = CONVERSATIONS["multi_system"]
+    renderer = Renderer(tok)
+    assert renderer.template is None
+    row = renderer([rec])[0]
+    expected = tok.apply_chat_template(rec["messages"], tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    assert row["input_ids"] == expected["input_ids"]
+    learned = [i for i, x in enumerate(row["labels"]) if x != IGNORE]
+    hf = [i for i, x in enumerate(expected["assistant_masks"]) if x]
+    assert set(hf) <= set(learned)  # prefix rendering also learns the "\n" after <|im_end|>
+
+
+def test_mask_history_train_on_prompt_and_text(tokenizer):
+    rec = CONVERSATIONS["multi_system"]
+    full = Renderer(tokenizer, "chatml")([rec])[0]
+    last = Renderer(tokenizer, "chatml", RenderOptions(mask_history=True))([rec])[0]
+    everything = Renderer(tokenizer, "chatml", RenderOptions(train_on_prompt=True))([rec])[0]
+    n_full = sum(x != IGNORE for x in full["labels"])
+    n_last = sum(x != IGNORE for x in last["labels"])
+    assert 0 < n_last < n_full
+    assert everything["labels"] == everything["input_ids"]
+    text = Renderer(tokenizer, "chatml")([{"text": "纯文本 plain text", "meta": {}}])[0]
+    assert text["labels"] == text["input_ids"] and text["input_ids"][-1] == tokenizer.eos_token_id
+
+
+def test_overlong_truncated_or_dropped_and_counted(tokenizer):
+    rec = {"messages": [{"role": "user", "content": "hi " * 10}, {"role": "assistant", "content": "ok " * 100}]}
+    r = Renderer(tokenizer, "chatml", RenderOptions(max_length=80))
+    row = r([rec])[0]
+    assert len(row["input_ids"]) == 80 and r.stats.truncated == 1
+    d = Renderer(tokenizer, "chatml", RenderOptions(max_length=80, overflow="drop"))
+    assert d([rec]) == [None] and d.stats.dropped["too_long"] == 1
+    short = Renderer(tokenizer, "chatml", RenderOptions(max_length=12))
+    assert short([rec]) == [None] and short.stats.dropped["nothing_to_learn"] == 1  # prompt alone fills the budget

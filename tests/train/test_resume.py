@@ -1,0 +1,68 @@
+"""Resume: an interrupted run continued with resume: auto ends with the same weights as an unbroken run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from sftkit.train.callbacks import COMPLETE, last_complete_checkpoint
+from sftkit.train.sft import build, train
+from tests.train.helpers import config
+
+
+class Crash(TrainerCallback):
+    def __init__(self, at: int):
+        self.at = at
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.at:
+            raise KeyboardInterrupt("simulated crash")
+
+
+def _weights(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def test_interrupted_run_resumes_to_identical_weights(tiny_model_dir, tmp_path):
+    common = {"max_steps": 12, "save_steps": 4, "learning_rate": 1e-3, "lr_scheduler": "cosine", "save_total_limit": 2}
+    # the unbroken run
+    trainer, _, _, _ = build(config(tiny_model_dir, tmp_path / "a", "full", **common))
+    trainer.train()
+    unbroken = _weights(trainer.model)
+
+    # the same run, crashing at step 6 (checkpoint-4 is complete) ...
+    cfg = config(tiny_model_dir, tmp_path / "b", "full", **common)
+    trainer, run_dir, _, _ = build(cfg)
+    trainer.add_callback(Crash(6))
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    # ... leaving a half-written checkpoint behind, which must be ignored
+    (run_dir / "checkpoint-8").mkdir()
+    (run_dir / "checkpoint-8" / "trainer_state.json").write_text("{}")
+    assert (run_dir / "checkpoint-4" / COMPLETE).exists()
+    assert last_complete_checkpoint(run_dir).endswith("checkpoint-4")
+
+    cfg.train.resume = "auto"
+    trainer, _, _, _ = build(cfg)
+    trainer.train(resume_from_checkpoint=last_complete_checkpoint(run_dir))
+    resumed = _weights(trainer.model)
+    assert trainer.state.global_step == 12
+    for name, value in unbroken.items():
+        assert torch.allclose(value, resumed[name], atol=1e-6, rtol=0), name
+
+
+def test_train_writes_run_folder(tiny_model_dir, tmp_path):
+    cfg = config(tiny_model_dir, tmp_path / "run", "lora", max_steps=4, save_steps=2)
+    cfg.data.val_size = 0.25
+    run = train(cfg)
+    assert (run / "config.yaml").exists() and (run / "final" / "adapter_config.json").exists()
+    report = json.loads((run / "data_report.json").read_text())
+    assert report["train_rows"] > 0 and report["eval_records"] == 23  # 91 identity records * 0.25
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any("loss" in m for m in metrics) and any("eval_loss" in m for m in metrics)
+    info = json.loads((run / "final" / "sftkit.json").read_text())
+    assert info["method"] == "lora" and "eval_perplexity" in info["metrics"]
+    assert len(list(run.glob("checkpoint-*"))) <= 2
