@@ -139,8 +139,8 @@ def main() -> None:
         shutil.copy(init / "generation_config.json", out / "generation_config.json")
         losses = [json.loads(line) for line in (run / "metrics.jsonl").open()]
         (out / "TRAINING.md").write_text(
-            "# sftkit-tiny\n\nBuilt by `scripts/build_base_model.py` (seed %d, %d steps). Loss log:\n\n%s\n"
-            % (SEED, args.steps, "\n".join(f"- step {m['step']}: loss {m['loss']:.3f}" for m in losses if "loss" in m)))
+            "# sftkit-tiny\n\nBuilt by `scripts/build_base_model.py` (seed {}, {} steps). Loss log:\n\n{}\n".format(
+            SEED, args.steps, "\n".join(f"- step {m['step']}: loss {m['loss']:.3f}" for m in losses if "loss" in m)))
     print(f"saved {out}")
 
 

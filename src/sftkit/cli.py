@@ -193,6 +193,63 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    rest = args.rest
+    if rest and rest[0] == "sheet":
+        from sftkit.eval.human import make_sheet
+
+        if not args.output or len(rest) < 2:
+            raise SftkitError("usage: sftkit eval sheet EVAL_DIR [EVAL_DIR_B] -o review.csv")
+        out = make_sheet(rest[1:], args.output, args.seed)
+        print(f"wrote {out} (shuffled, models hidden; the key for unblinding is {out}.key.json: keep it from annotators)")
+        return 0
+    if rest and rest[0] == "human":
+        from sftkit.data.render import kappa_text
+        from sftkit.eval.human import human_scores
+
+        if len(rest) != 3:
+            raise SftkitError("usage: sftkit eval human ANNOTATOR_A.csv ANNOTATOR_B.csv")
+        r = human_scores(rest[1], rest[2])
+        text = "mean score per model:\n" + "\n".join(f"  {m}: {v} ({r['scored'][m]} scores)" for m, v in r["mean_score"].items())
+        text += "\n" + kappa_text({**r["kappa"], "field": "score", "aligned_by": "row and response", "unmatched": 0,
+                                   "skipped": {"a": [], "b": []}})
+        _print(r, args.json, text)
+        return 0
+    if rest:
+        raise SftkitError(f"unknown eval action {rest[0]!r}; use sheet, human, --compare, or --model/--data")
+    if args.compare:
+        from sftkit.eval.report import compare
+
+        text, result = compare(*args.compare)
+        _print(result, args.json, text)
+        return 0
+    from sftkit.eval.run import evaluate
+
+    model, data, fmt = args.model, args.data, args.format
+    max_samples, max_new, batch = args.max_samples, args.max_new_tokens, args.batch_size
+    if args.config:
+        from sftkit.config import load_config
+
+        cfg = load_config(args.config)
+        model = model or cfg.train.output_dir
+        data, fmt = data or cfg.eval.data, fmt or cfg.eval.format
+        max_new = max_new or cfg.eval.max_new_tokens
+    if not model or not data:
+        raise SftkitError("sftkit eval needs --model and --data (or --config with an eval: section)")
+    evaluate(model, data, args.output, fmt=fmt, max_samples=max_samples, max_new_tokens=max_new or 256,
+             batch_size=batch, temperature=args.temperature, top_p=args.top_p)
+    if args.output:
+        print(f"wrote {args.output}/metrics.json, predictions.jsonl, report.md")
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from sftkit.eval.plot import plot_runs
+
+    print(f"wrote {plot_runs(args.runs, args.output)}")
+    return 0
+
+
 def _add_generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
@@ -265,6 +322,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16)
     _add_generation_args(p)
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("eval", help="score a model on a data file; compare two evals; human review sheets")
+    p.add_argument("rest", nargs="*", help="sheet EVAL_DIR [EVAL_DIR] | human A.csv B.csv (else: evaluate)")
+    p.add_argument("--model", help="run folder, local model folder or sftkit-tiny")
+    p.add_argument("--data", help="data file with reference replies (any format sftkit reads)")
+    p.add_argument("--format", help="force the data format")
+    p.add_argument("--config", help="a train config: its run folder and eval: section")
+    p.add_argument("-o", "--output", help="output folder (eval) or CSV (sheet)")
+    p.add_argument("--compare", nargs=2, metavar=("DIR_A", "DIR_B"), help="side by side of two eval folders")
+    p.add_argument("--max-samples", type=int)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-new-tokens", type=int, default=None)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=42, help="sheet shuffling")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("plot", help="loss / eval curves of one or more runs to a PNG")
+    p.add_argument("runs", nargs="+")
+    p.add_argument("-o", "--output", default="curves.png")
+    p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("export", help="merge a LoRA-family run into its base and save a plain transformers model")
     p.add_argument("run")

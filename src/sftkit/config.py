@@ -6,6 +6,7 @@ say what to change. Every field is documented where it is declared.
 
 from __future__ import annotations
 
+import copy
 import difflib
 from pathlib import Path
 from typing import Literal
@@ -97,6 +98,17 @@ class TrainArgs(Strict):
     num_workers: int = 0  # dataloader workers
 
 
+class EvalConfig(Strict):
+    """Generation metrics on held-out data: during training (every_steps) and for `sftkit eval --config`."""
+
+    data: str | None = None  # data file with reference replies (relative to the config file)
+    format: str | None = None
+    every_steps: int | None = None  # during training: generate and score every N steps
+    max_samples: int = Field(32, ge=1)  # records scored during training (all for `sftkit eval` unless set)
+    max_new_tokens: int = Field(128, ge=1)
+    batch_size: int = Field(16, ge=1)
+
+
 class SFTConfig(Strict):
     """A whole fine-tuning run."""
 
@@ -109,6 +121,7 @@ class SFTConfig(Strict):
     prompt: PromptConfig = PromptConfig()
     data: DataConfig
     train: TrainArgs = TrainArgs()
+    eval: EvalConfig = EvalConfig()
 
     @model_validator(mode="after")
     def _cross_field(self):
@@ -123,6 +136,8 @@ class SFTConfig(Strict):
         if self.data.packing and self.method in ("prefix", "prompt", "p_tuning", "p_tuning_v2"):
             raise ValueError(f"data.packing does not work with method {self.method!r} (virtual tokens are "
                              "prepended per sequence); set data.packing: false")
+        if self.eval.every_steps and not self.eval.data:
+            raise ValueError("eval.every_steps needs eval.data (a file with reference replies)")
         if self.method == "pissa" and self.lora.init == "default":
             self.lora.init = "pissa"
         return self
@@ -189,7 +204,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise SftkitError(f"{path}: config not found") from None
         except yaml.YAMLError as e:
             raise SftkitError(f"{path}: not valid YAML ({e})") from None
-    raw = apply_overrides(dict(raw or {}), overrides or [])
+    raw = apply_overrides(copy.deepcopy(raw or {}), overrides or [])
     try:
         cfg = SFTConfig.model_validate(raw)
     except ValidationError as e:
@@ -203,4 +218,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
                     setattr(ds, key, str(base / value))
         if cfg.data.eval_file and not Path(cfg.data.eval_file).is_absolute():
             cfg.data.eval_file = str(base / cfg.data.eval_file)
+        if cfg.eval.data and not Path(cfg.eval.data).is_absolute():
+            cfg.eval.data = str(base / cfg.eval.data)
     return cfg

@@ -96,8 +96,8 @@ def export(run: str, out: str) -> Path:
     path = resolve(run)
     info = run_info(path)
     model = load_model(path, precision="fp32")
-    if hasattr(model, "merge_and_unload"):
-        if not hasattr(model, "peft_config") or any(c.peft_type.value not in ("LORA",) for c in model.peft_config.values()):
+    if hasattr(model, "peft_config"):
+        if any(c.peft_type.value != "LORA" for c in model.peft_config.values()):
             raise SftkitError(f"method {info.get('method')!r} adds virtual tokens and cannot be merged into the "
                               "base weights; load the run folder with sftkit (or peft) instead")
         model = model.merge_and_unload()

@@ -10,7 +10,7 @@ _EVERY = 1000  # records between bar refreshes, so the bar costs nothing per rec
 
 
 @contextmanager
-def progress(description: str, total: int | None = None) -> Iterator[Callable[[], None]]:
+def progress(description: str, total: int | None = None, every: int = _EVERY) -> Iterator[Callable[[], None]]:
     """Yield a ``tick()`` to call once per item; draws a rich progress bar on stderr when it is a TTY."""
     if not sys.stderr.isatty():
         yield lambda: None
@@ -26,7 +26,7 @@ def progress(description: str, total: int | None = None) -> Iterator[Callable[[]
         def tick() -> None:
             nonlocal count
             count += 1
-            if count % _EVERY == 0:
+            if count % every == 0:
                 bar.update(task, completed=count)
 
         yield tick

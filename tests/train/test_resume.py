@@ -55,7 +55,7 @@ def test_interrupted_run_resumes_to_identical_weights(tiny_model_dir, tmp_path):
 
 
 def test_train_writes_run_folder(tiny_model_dir, tmp_path):
-    cfg = config(tiny_model_dir, tmp_path / "run", "lora", max_steps=4, save_steps=2)
+    cfg = config(tiny_model_dir, tmp_path / "run", "lora", max_steps=4, save_steps=2, logging_steps=2)
     cfg.data.val_size = 0.25
     run = train(cfg)
     assert (run / "config.yaml").exists() and (run / "final" / "adapter_config.json").exists()

@@ -81,7 +81,7 @@ def build(cfg: SFTConfig):
 
     # 1. data: canonical records -> rendered rows (masks) -> packed rows
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
-    train_rows, eval_rows, _ = prepare(cfg, tokenizer, run_dir)
+    train_rows, eval_rows, renderer = prepare(cfg, tokenizer, run_dir)
 
     # 2. model + method (the registry decides what trains)
     method = METHODS[cfg.method]
@@ -113,6 +113,12 @@ def build(cfg: SFTConfig):
     trainer = Trainer(model=model, args=args, train_dataset=_Rows(train_rows), eval_dataset=_Rows(eval_rows) if has_eval else None,
                       data_collator=collator, processing_class=tokenizer,
                       callbacks=[MetricsJsonl(run_dir / "metrics.jsonl"), MarkComplete()])
+    if cfg.eval.every_steps:  # generation metrics logged with the loss
+        from sftkit.eval.callback import GenerationEval
+
+        gen_eval = GenerationEval(cfg, tokenizer, renderer)
+        gen_eval.trainer = trainer
+        trainer.add_callback(gen_eval)
     return trainer, run_dir, tokenizer, has_eval
 
 

@@ -1,0 +1,1 @@
+"""Evaluation: metrics (pure functions), generation over a data file, reports, comparisons, human review."""

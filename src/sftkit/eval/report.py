@@ -1,0 +1,92 @@
+"""Reports a person reads: the metrics table, report.md, and the side-by-side comparison of two evals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sftkit.errors import SftkitError
+
+ROWS = [  # (label, how to read it from metrics.json)
+    ("BLEU", lambda m: m["bleu"]),
+    ("ROUGE-1 (zh chars)", lambda m: m["rouge_char"]["rouge1"]),
+    ("ROUGE-2 (zh chars)", lambda m: m["rouge_char"]["rouge2"]),
+    ("ROUGE-L (zh chars)", lambda m: m["rouge_char"]["rougeL"]),
+    ("ROUGE-1 (zh jieba words)", lambda m: m["rouge_jieba"]["rouge1"]),
+    ("ROUGE-2 (zh jieba words)", lambda m: m["rouge_jieba"]["rouge2"]),
+    ("ROUGE-L (zh jieba words)", lambda m: m["rouge_jieba"]["rougeL"]),
+    ("exact match", lambda m: m["exact_match"]),
+    ("answer accuracy", lambda m: m["answer_accuracy"]),
+    ("loss (reference replies)", lambda m: m["loss"]),
+    ("perplexity", lambda m: m["perplexity"]),
+]
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def metrics_table(m: dict) -> str:
+    """Aligned text table of one evaluation."""
+    lines = [f"{m.get('model', '')} on {m.get('data', '')} ({m['samples']} samples)"]
+    lines += [f"  {label:<28}{_fmt(get(m)):>12}" for label, get in ROWS]
+    groups = ", ".join(f"{tok}: {g['n']} records" for tok, g in m["bleu_groups"].items())
+    lines.append(f"  BLEU tokenization per record ({groups}); ROUGE F1 x100; Chinese ROUGE by characters and by jieba words")
+    return "\n".join(lines)
+
+
+def write_report(out: Path, m: dict, examples: int = 10) -> None:
+    """report.md: the table, the conventions (sacrebleu signatures) and the first predictions."""
+    lines = [f"# Evaluation: {m.get('model')}", "", f"Data: `{m.get('data')}`, {m['samples']} samples; generation: "
+             f"{'greedy' if m['generation']['greedy'] else 'sampling'}, max {m['generation']['max_new_tokens']} new tokens.",
+             "", "| metric | value |", "| --- | --- |"]
+    lines += [f"| {label} | {_fmt(get(m))} |" for label, get in ROWS]
+    lines += ["", "## Conventions", "", "- BLEU: sacrebleu, tokenization chosen per record (`zh` when the reference is "
+              "Chinese, `13a` otherwise); the overall BLEU is the record-weighted mean of the groups:"]
+    lines += [f"  - `{tok}` ({g['n']} records): {g['bleu']:.4f}, signature `{g['signature']}`" for tok, g in m["bleu_groups"].items()]
+    lines += ["- ROUGE-1/2/L: F1 x100 (rouge-score); Chinese text tokenized by characters and, separately, by jieba "
+              "words; other text by rouge-score's default tokenizer.",
+              "- Answer accuracy: the final answer from the record's meta (chain-of-thought `final_answer`, GSM8K "
+              "`#### N`) or the reference, against the answer extracted from the prediction (`#### N`, 答案：…, "
+              "\"The answer is …\", else the last number); numbers compared numerically.", "", "## Predictions", ""]
+    preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text(encoding="utf-8").splitlines()[:examples]]
+    for p in preds:
+        lines += [f"- **prompt**: {p['prompt'][:300]}", f"  - reference: {p['reference'][:300]}",
+                  f"  - prediction: {p['prediction'][:300]}"]
+    (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _load(d: str | Path) -> tuple[dict, list[dict]]:
+    d = Path(d)
+    if not (d / "metrics.json").exists():
+        raise SftkitError(f"{d}: no metrics.json (run `sftkit eval ... -o {d}` first)")
+    preds = [json.loads(line) for line in (d / "predictions.jsonl").read_text(encoding="utf-8").splitlines()]
+    return json.loads((d / "metrics.json").read_text()), preds
+
+
+def _sample_score(p: dict) -> float:
+    s = p["scores"]
+    return s["rouge_char"]["rougeL"] + 100 * bool(s.get("answer_correct"))
+
+
+def compare(dir_a: str | Path, dir_b: str | Path, top: int = 5) -> tuple[str, dict]:
+    """Side-by-side metrics with deltas, and the samples whose score changed most."""
+    (ma, pa), (mb, pb) = _load(dir_a), _load(dir_b)
+    lines = [f"{'metric':<28}{'A':>12}{'B':>12}{'B - A':>12}", f"  A = {ma.get('model')}", f"  B = {mb.get('model')}"]
+    result = {"a": str(dir_a), "b": str(dir_b), "metrics": {}, "changed": []}
+    for label, get in ROWS:
+        a, b = get(ma), get(mb)
+        delta = b - a if isinstance(a, int | float) and isinstance(b, int | float) else None
+        result["metrics"][label] = {"a": a, "b": b, "delta": delta}
+        lines.append(f"{label:<28}{_fmt(a):>12}{_fmt(b):>12}{_fmt(delta):>12}")
+    if len(pa) == len(pb) and all(x["prompt"] == y["prompt"] for x, y in zip(pa, pb, strict=True)):
+        moved = sorted(range(len(pa)), key=lambda i: abs(_sample_score(pb[i]) - _sample_score(pa[i])), reverse=True)[:top]
+        lines.append("\nsamples that changed most:")
+        for i in moved:
+            change = {"prompt": pa[i]["prompt"], "a": pa[i]["prediction"], "b": pb[i]["prediction"],
+                      "delta": round(_sample_score(pb[i]) - _sample_score(pa[i]), 2)}
+            result["changed"].append(change)
+            lines.append(f"  [{change['delta']:+.1f}] {change['prompt'][:70]!r}\n      A: {change['a'][:80]!r}\n      B: {change['b'][:80]!r}")
+    else:
+        lines.append("\n(the two evaluations cover different samples: no per-sample comparison)")
+    return "\n".join(lines), result
