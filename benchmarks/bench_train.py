@@ -45,9 +45,7 @@ def bench_preprocess(n: int = 50_000) -> dict:
     bare_ids = [e.ids for e in bare]
     t_bare = time.perf_counter() - t
     t = time.perf_counter()
-    rows = []
-    for i in range(0, n, 2048):
-        rows += renderer(records[i:i + 2048])
+    rows = list(renderer.render_many(records))
     t_ours = time.perf_counter() - t
     same = sum(r["input_ids"] == ids[:1024] for r, ids in zip(rows, bare_ids, strict=True))
     return {"records": n, "bare_encode_s": round(t_bare, 2), "sftkit_render_s": round(t_ours, 2),

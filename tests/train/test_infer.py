@@ -50,3 +50,24 @@ def test_virtual_token_runs_cannot_be_merged(tiny_model_dir, tmp_path):
     run = train(config(tiny_model_dir, tmp_path / "prompt", "prompt", max_steps=2))
     with pytest.raises(SftkitError, match="cannot be merged"):
         export(str(run), str(tmp_path / "out"))
+
+
+def test_train_cli_with_overrides_neftune_and_checkpointing(tiny_model_dir, tmp_path, capsys):
+    import yaml
+
+    from tests.conftest import LF
+
+    cfg = {"model": str(tiny_model_dir), "method": "lora", "template": "qwen",
+           "data": {"datasets": [{"path": str(LF / "identity.json")}], "max_samples": 16, "max_length": 128},
+           "train": {"output_dir": str(tmp_path / "run"), "batch_size": 4, "logging_steps": 1}}
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    code = main(["train", str(path), "train.max_steps=3", "train.neftune_alpha=5", "train.gradient_checkpointing=true"])
+    assert code == 0 and "run folder" in capsys.readouterr().out
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+              if "loss" in json.loads(line)]
+    assert len(losses) == 3
+    saved = (tmp_path / "run" / "final" / "chat_template.jinja").read_text()
+    assert "<tool_response>" in saved  # the built-in template chosen for training travels with the model
+    assert main(["train", str(path), "train.lerning_rate=1"]) == 2
+    assert "did you mean 'learning_rate'" in capsys.readouterr().err

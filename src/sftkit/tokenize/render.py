@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from sftkit.errors import SftkitError
@@ -125,31 +126,55 @@ class Renderer:
     # -- ids -----------------------------------------------------------------------------------
     def __call__(self, records: list[dict]) -> list[dict | None]:
         """Rows for a batch of records; None where a record was dropped (counted in ``stats``)."""
-        texts, spans = zip(*(self.render_text(r) for r in records), strict=True) if records else ((), ())
-        encodings = self.backend.encode_batch(list(texts), add_special_tokens=False)
+        texts, spans = self._texts(records)
+        encodings = self.backend.encode_batch(texts, add_special_tokens=False)
         return [self._row(enc, sp) for enc, sp in zip(encodings, spans, strict=True)]
+
+    def render_many(self, records: list[dict], chunk: int = 4096) -> Iterator[dict | None]:
+        """Like ``__call__`` over many records, encoding the next chunk (Rust, GIL released) while the
+        labels of the current one are built in Python."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1) as pool:
+            pending = None
+            for i in range(0, len(records), chunk):
+                texts, spans = self._texts(records[i:i + chunk])
+                future = pool.submit(self.backend.encode_batch, texts, add_special_tokens=False)
+                if pending is not None:
+                    yield from map(self._row, pending[0].result(), pending[1])
+                pending = (future, spans)
+            if pending is not None:
+                yield from map(self._row, pending[0].result(), pending[1])
+
+    def _texts(self, records: list[dict]) -> tuple[list[str], list[list[tuple[int, int]]]]:
+        rendered = [self.render_text(r) for r in records]
+        return [t for t, _ in rendered], [sp for _, sp in rendered]
 
     def _row(self, enc, spans: list[tuple[int, int]]) -> dict | None:
         ids = enc.ids
         n = len(ids)
-        if self.options.train_on_prompt:
+        opts = self.options
+        limit = min(n, opts.max_length)
+        if opts.train_on_prompt:
             labels = list(ids)
+            learned = limit > 0
         else:
             labels = [IGNORE] * n
+            learned = False
             for s, e in spans:
                 if e <= s:
                     continue
                 t0, t1 = _token_at(enc, s, n, forward=True), _token_at(enc, e - 1, n, forward=False) + 1
                 if t0 is not None and t0 < t1:
                     labels[t0:t1] = ids[t0:t1]
-        opts = self.options
+                    learned = learned or t0 < limit
         if n > opts.max_length:
             if opts.overflow == "drop":
                 self.stats.dropped["too_long"] += 1
                 return None
-            ids, labels = ids[: opts.max_length], labels[: opts.max_length]
+            ids, labels = ids[:limit], labels[:limit]
             self.stats.truncated += 1
-        if all(x == IGNORE for x in labels):
+        if not learned:
             self.stats.dropped["nothing_to_learn"] += 1
             return None
         self.stats.rendered += 1

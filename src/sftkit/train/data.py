@@ -64,12 +64,9 @@ def _mix(pools: list[tuple[float, list[dict]]], rng: random.Random) -> list[dict
     return out
 
 
-def build_rows(records: list[dict], renderer: Renderer, batch: int = 1024) -> list[dict]:
+def build_rows(records: list[dict], renderer: Renderer) -> list[dict]:
     """Rendered rows (input_ids, labels); dropped records are counted in ``renderer.stats``."""
-    rows = []
-    for i in range(0, len(records), batch):
-        rows += [r for r in renderer(records[i:i + batch]) if r is not None]
-    return rows
+    return [r for r in renderer.render_many(records) if r is not None]
 
 
 def prepare(cfg: SFTConfig, tokenizer, run_dir: Path) -> tuple[list[dict], list[dict], Renderer]:
