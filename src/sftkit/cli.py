@@ -228,16 +228,16 @@ def cmd_eval(args) -> int:
     model, data, fmt = args.model, args.data, args.format
     max_samples, max_new, batch = args.max_samples, args.max_new_tokens, args.batch_size
     if args.config:
-        from sftkit.config import load_config
+        from sftkit.config import load_eval_config
 
-        cfg = load_config(args.config)
-        model = model or cfg.train.output_dir
-        data, fmt = data or cfg.eval.data, fmt or cfg.eval.format
-        max_new = max_new or cfg.eval.max_new_tokens
+        ev, config_model = load_eval_config(args.config)
+        model = model or config_model
+        data, fmt = data or ev.data, fmt or ev.format
+        max_new, batch = max_new or ev.max_new_tokens, batch or ev.batch_size
     if not model or not data:
         raise SftkitError("sftkit eval needs --model and --data (or --config with an eval: section)")
     evaluate(model, data, args.output, fmt=fmt, max_samples=max_samples, max_new_tokens=max_new or 256,
-             batch_size=batch, temperature=args.temperature, top_p=args.top_p)
+             batch_size=batch or 16, temperature=args.temperature, top_p=args.top_p)
     if args.output:
         print(f"wrote {args.output}/metrics.json, predictions.jsonl, report.md")
     return 0
@@ -332,8 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="output folder (eval) or CSV (sheet)")
     p.add_argument("--compare", nargs=2, metavar=("DIR_A", "DIR_B"), help="side by side of two eval folders")
     p.add_argument("--max-samples", type=int)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--max-new-tokens", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None, help="default 16")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="default 256")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=42, help="sheet shuffling")

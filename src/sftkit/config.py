@@ -221,3 +221,24 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if cfg.eval.data and not Path(cfg.eval.data).is_absolute():
             cfg.eval.data = str(base / cfg.eval.data)
     return cfg
+
+
+def load_eval_config(path: str | Path) -> tuple[EvalConfig, str]:
+    """The ``eval:`` section and model of a train config, or of an eval-only config (``model`` + ``eval``)."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise SftkitError(f"{path}: config not found") from None
+    if "data" in raw:  # a full train config: evaluate its run folder
+        cfg = load_config(path)
+        return cfg.eval, cfg.train.output_dir
+    unknown = set(raw) - {"model", "eval"}
+    if unknown:
+        raise SftkitError(f"{path}: unknown key(s) {sorted(unknown)} in an eval config (model, eval)")
+    try:
+        ev = EvalConfig.model_validate(raw.get("eval") or {})
+    except ValidationError as e:
+        raise SftkitError(_explain(e, f"{path} (eval section)")) from None
+    if ev.data and not Path(ev.data).is_absolute():
+        ev.data = str(Path(path).resolve().parent / ev.data)
+    return ev, raw.get("model", BASE_MODEL)

@@ -22,8 +22,13 @@ class GenerationEval(TrainerCallback):
 
     @torch.no_grad()
     def run(self, model) -> dict:
+        from sftkit.tokenize.packing import ATTENTION
+
         was = model.training
         model.eval()
+        packed = getattr(model.config, "_attn_implementation", None) == ATTENTION
+        if packed:  # padded generation needs a real attention mask
+            model.set_attn_implementation("sdpa")
         tok = self.tokenizer
         side, tok.padding_side = tok.padding_side, "left"
         preds = []
@@ -38,6 +43,8 @@ class GenerationEval(TrainerCallback):
         finally:
             tok.padding_side = side
             model.train(was)
+            if packed:
+                model.set_attn_implementation(ATTENTION)
         m, _ = score(self.items, preds)
         logs = {"eval_gen_bleu": m["bleu"], "eval_gen_rougeL": m["rouge_char"]["rougeL"], "eval_gen_exact_match": m["exact_match"]}
         if m["answer_accuracy"] is not None:
