@@ -240,5 +240,5 @@ def load_eval_config(path: str | Path) -> tuple[EvalConfig, str]:
     except ValidationError as e:
         raise SftkitError(_explain(e, f"{path} (eval section)")) from None
     if ev.data and not Path(ev.data).is_absolute():
-        ev.data = str(Path(path).resolve().parent / ev.data)
+        ev.data = str((Path(path).resolve().parent / ev.data).resolve())
     return ev, raw.get("model", BASE_MODEL)

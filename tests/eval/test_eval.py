@@ -93,3 +93,22 @@ def test_compare_sheet_human_and_plot(evals, capsys, tmp_path):
 
     png = tmp_path / "curves.png"
     assert main(["plot", str(run), "-o", str(png)]) == 0 and png.stat().st_size > 5000
+
+
+def test_eval_config_example_and_errors(tmp_path, capsys):
+    from tests.conftest import REPO
+
+    out = tmp_path / "gsm"
+    code = main(["eval", "--config", str(REPO / "examples" / "eval_gsm8k.yaml"), "--max-samples", "3",
+                 "--max-new-tokens", "4", "-o", str(out)])
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["samples"] == 3 and metrics["answer_samples"] == 3 and metrics["answer_accuracy"] is not None
+    capsys.readouterr()
+    for args, message in ((["eval", "--model", "sftkit-tiny", "--data", str(tmp_path / "missing.jsonl")], "no such file"),
+                          (["eval", "--model", str(tmp_path / "nope"), "--data", str(LF / "identity.json")], "cannot load"),
+                          (["plot", str(tmp_path)], "no metrics.jsonl"),
+                          (["eval", "--compare", str(tmp_path), str(tmp_path)], "no metrics.json")):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
