@@ -30,3 +30,10 @@ def test_cli_aligns_by_key_and_flags_low_agreement(tmp_path, capsys):
     c = write_jsonl(tmp_path / "c.jsonl", [{"id": i, "meta": {"label": "好" if i < 5 else "差"}} for i in range(10)])
     assert main(["data", "kappa", str(a), str(c), "--field", "meta.label", "--key", "id", "--strict"]) == 1
     assert "LOW" in capsys.readouterr().out
+
+
+def test_aligns_by_id_when_every_record_has_one(tmp_path, capsys):
+    a = write_jsonl(tmp_path / "a.jsonl", [{"id": i, "label": "x" if i < 3 else "y"} for i in range(6)])
+    b = write_jsonl(tmp_path / "b.jsonl", [{"id": i, "label": "x" if i < 3 else "y"} for i in reversed(range(6))])
+    assert main(["data", "kappa", str(a), str(b), "--field", "label", "--json"]) == 0
+    assert '"kappa": 1.0' in capsys.readouterr().out

@@ -60,3 +60,10 @@ def test_mix_spec_errors(sources):
     spec.write_text("size: 10\ncategories:\n  domain: 1\nsources:\n  - path: a.jsonl\n")
     with pytest.raises(SftkitError, match="category 'single-turn'"):
         mix(spec, sources / "o.jsonl")
+
+
+def test_mix_accepts_common_key_spellings(sources):
+    spec = sources / "spec.yaml"
+    spec.write_text("seed: 2\ntarget_size: 30\ndatasets:\n  - file: a.jsonl\n    ratio: 1\n  - file: m.jsonl\n    ratio: 2\n")
+    r = mix(spec, sources / "out.jsonl")
+    assert r["by_source"]["a"]["count"] == 10 and r["by_source"]["m"]["count"] == 20

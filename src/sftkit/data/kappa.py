@@ -68,8 +68,15 @@ def read_labels(path: str | Path, field: str, key: str | None) -> tuple[list[tup
     return pairs, skipped
 
 
+def _has_ids(path: str | Path) -> bool:
+    return all(item.error is None and "id" in item.raw for item in iter_file(path))
+
+
 def kappa_files(path_a: str | Path, path_b: str | Path, field: str, key: str | None = None) -> dict:
-    """Kappa between two annotation files, aligned by ``key`` (a field) or by record position."""
+    """Kappa between two annotation files, aligned by ``key`` (a field; ``id`` when every record has one)
+    or else by record position."""
+    if key is None and _has_ids(path_a) and _has_ids(path_b):
+        key = "id"
     a, skip_a = read_labels(path_a, field, key)
     b, skip_b = read_labels(path_b, field, key)
     da, db = dict(a), dict(b)

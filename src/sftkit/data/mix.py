@@ -32,6 +32,14 @@ from sftkit.schema import record_kind
 
 _SOURCE_KEYS = {"path", "paths", "weight", "category", "format", "name", "registry", "dataset"}
 _SPEC_KEYS = {"seed", "size", "categories", "sources"}
+# other spellings people use for the same keys
+_SPEC_ALIASES = {"target_size": "size", "total": "size", "n": "size", "num_samples": "size",
+                 "category_shares": "categories", "shares": "categories", "datasets": "sources"}
+_SOURCE_ALIASES = {"file": "path", "files": "paths", "ratio": "weight", "share": "weight", "type": "category"}
+
+
+def _canonical_keys(d: dict, aliases: dict[str, str]) -> dict:
+    return {aliases.get(k, k): v for k, v in d.items()}
 
 
 def auto_category(rec: dict) -> str:
@@ -50,6 +58,10 @@ def load_spec(path: str | Path) -> dict:
         raise SftkitError(f"{path}: mix spec not found") from None
     except yaml.YAMLError as e:
         raise SftkitError(f"{path}: not valid YAML ({e})") from None
+    if isinstance(spec, dict):
+        spec = _canonical_keys(spec, _SPEC_ALIASES)
+        if isinstance(spec.get("sources"), list):
+            spec["sources"] = [_canonical_keys(s, _SOURCE_ALIASES) if isinstance(s, dict) else s for s in spec["sources"]]
     if not isinstance(spec, dict) or not isinstance(spec.get("sources"), list) or not spec["sources"]:
         raise SftkitError(f"{path}: a mix spec needs a non-empty 'sources' list")
     if unknown := set(spec) - _SPEC_KEYS:
