@@ -180,8 +180,13 @@ def cmd_chat(args) -> int:
 def cmd_generate(args) -> int:
     from sftkit.infer import generate_file
 
-    n = generate_file(args.model, args.data, args.output, args.max_new_tokens, args.temperature, args.batch_size)
+    n, skipped = generate_file(args.model, args.data, args.output, args.max_new_tokens, args.temperature,
+                               args.batch_size)
     print(f"wrote {n} predictions to {args.output}")
+    for s in skipped[:20]:
+        print(f"  skipped {s['where']}: {s.get('field', '')} {s['reason']}", file=sys.stderr)
+    if skipped:
+        print(f"  {len(skipped)} line(s) skipped (no prompt to reply to)", file=sys.stderr)
     return 0
 
 

@@ -67,28 +67,61 @@ class Chat:
         thread.join()
 
 
-def generate_file(model: str, data: str, out: str, max_new_tokens: int = 128, temperature: float = 0.0,
-                  batch_size: int = 16) -> int:
-    """Reply to every prompt of a data file (any format sftkit reads); write JSONL {prompt, reference, prediction}."""
-    from sftkit.data.pipeline import ConvertOptions, Report, iter_converted, sources_from_paths
+_PROMPT_KEYS = ("prompt", "question", "query", "instruction", "input", "text")
+_REFERENCE_KEYS = ("output", "answer", "completion", "response", "reference")
 
-    opts = ConvertOptions()
-    convs, refs = [], []
-    for _, recs, _ in iter_converted(sources_from_paths([data], opts), opts, Report()):
-        for rec in recs or []:
-            if "messages" not in rec:
-                continue
-            msgs = rec["messages"]
-            last = max((i for i, m in enumerate(msgs) if m["role"] == "assistant"), default=None)
-            convs.append(msgs[:last] if last is not None else msgs)
-            refs.append(msgs[last]["content"] if last is not None else None)
+
+def read_prompts(data: str) -> tuple[list[dict], list[dict]]:
+    """Prompts of a file: ``{"prompt": ...}`` (or question / instruction + input / text) or a turn list
+    (``messages`` / ``conversations``; a trailing assistant turn becomes the reference). Returns
+    (items with ``messages`` and ``reference``, skipped lines with their reason)."""
+    from sftkit.data.formats import Ctx, Options
+    from sftkit.data.formats.turns import parse_turns
+    from sftkit.data.readers import iter_files
+    from sftkit.errors import RecordError
+
+    items, skipped = [], []
+    for item in iter_files([data]):
+        raw = item.raw
+        if item.error:
+            skipped.append({"where": item.where(), "reason": item.error})
+            continue
+        try:
+            key = next((k for k in ("messages", "conversations") if isinstance(raw.get(k), list)), None)
+            if key:
+                msgs, _ = parse_turns(raw[key], key, Ctx(Options()))
+                reference = msgs.pop()["content"] if msgs and msgs[-1]["role"] == "assistant" else None
+            else:
+                if "instruction" in raw:
+                    text = "\n".join(str(raw[k]) for k in ("instruction", "input") if raw.get(k))
+                else:
+                    text = next((raw[k] for k in _PROMPT_KEYS if isinstance(raw.get(k), str) and raw[k].strip()), None)
+                if text is None:
+                    raise RecordError("prompt", f"no prompt field (one of {', '.join(_PROMPT_KEYS)}, messages)")
+                msgs = [{"role": "user", "content": text}]
+                reference = next((raw[k] for k in _REFERENCE_KEYS if isinstance(raw.get(k), str)), None)
+            if not msgs or msgs[-1]["role"] not in ("user", "tool"):
+                raise RecordError(key or "prompt", "the conversation must end with a user turn to reply to")
+        except RecordError as e:
+            skipped.append({"where": item.where(), "field": e.field, "reason": e.reason})
+            continue
+        items.append({"messages": msgs, "reference": reference, "where": item.where()})
+    return items, skipped
+
+
+def generate_file(model: str, data: str, out: str, max_new_tokens: int = 128, temperature: float = 0.0,
+                  batch_size: int = 16) -> tuple[int, list[dict]]:
+    """Reply to every prompt of a file; write JSONL ``{prompt, messages, reference, prediction}``.
+    Returns (number written, skipped lines with their reason)."""
+    items, skipped = read_prompts(data)
     chat = Chat(model)
-    preds = chat.generate(convs, max_new_tokens, temperature, batch_size=batch_size)
+    preds = chat.generate([it["messages"] for it in items], max_new_tokens, temperature, batch_size=batch_size)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", encoding="utf-8") as fh:
-        for conv, ref, pred in zip(convs, refs, preds, strict=True):
-            fh.write(json.dumps({"prompt": conv, "reference": ref, "prediction": pred}, ensure_ascii=False) + "\n")
-    return len(preds)
+        for it, pred in zip(items, preds, strict=True):
+            fh.write(json.dumps({"prompt": it["messages"][-1]["content"], "messages": it["messages"],
+                                 "reference": it["reference"], "prediction": pred}, ensure_ascii=False) + "\n")
+    return len(preds), skipped
 
 
 def export(run: str, out: str) -> Path:

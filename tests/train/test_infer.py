@@ -36,11 +36,14 @@ def test_chat_streams_and_generate_writes_predictions(lora_run, tmp_path, capsys
     convo = [{"role": "user", "content": "Who are you?"}]
     streamed = "".join(chat.stream(convo, max_new_tokens=8))
     assert streamed == chat.generate([convo], max_new_tokens=8)[0]  # greedy: the same text either way
-    data = write_jsonl(tmp_path / "p.jsonl", [{"instruction": "hi", "output": "Hello"}, {"instruction": "你好", "output": "嗨"}])
+    data = write_jsonl(tmp_path / "p.jsonl", [{"instruction": "hi", "output": "Hello"}, {"prompt": "你好"},
+                                             {"messages": [{"role": "user", "content": "hey"}]}, {"nothing": 1}])
     out = tmp_path / "pred.jsonl"
     assert main(["generate", "--model", str(lora_run), "--data", str(data), "-o", str(out), "--max-new-tokens", "4"]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["reference"] for r in rows] == ["Hello", "嗨"] and all(isinstance(r["prediction"], str) for r in rows)
+    assert [r["prompt"] for r in rows] == ["hi", "你好", "hey"] and rows[0]["reference"] == "Hello"
+    assert all(isinstance(r["prediction"], str) for r in rows)
+    assert "p.jsonl:4" in capsys.readouterr().err  # the line with no prompt is reported, not silently dropped
     assert main(["chat", "--model", str(lora_run), "--prompt", "hi", "--max-new-tokens", "4"]) == 0
 
 
