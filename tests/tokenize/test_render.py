@@ -101,3 +101,19 @@ def test_overlong_truncated_or_dropped_and_counted(tokenizer):
     assert d([rec]) == [None] and d.stats.dropped["too_long"] == 1
     short = Renderer(tokenizer, "chatml", RenderOptions(max_length=12))
     assert short([rec]) == [None] and short.stats.dropped["nothing_to_learn"] == 1  # prompt alone fills the budget
+
+
+def test_kto_undesirable_and_template_errors_are_dropped_and_counted(tokenizer):
+    good = CONVERSATIONS["single"]
+    bad_kto = {**good, "label": False}
+    r = Renderer(tokenizer, "chatml")
+    rows = r([good, bad_kto, {**good, "label": True}])
+    assert rows[1] is None and rows[0] is not None and rows[2] is not None
+    assert r.stats.dropped["kto_undesirable"] == 1
+    tok = copy.copy(tokenizer)
+    tok.chat_template = "{% for m in messages %}{% if m.role == 'system' %}{{ raise_exception('no system') }}{% endif %}" \
+                        "{{ m.content }}{% endfor %}"
+    strict = Renderer(tok)
+    rows = strict([CONVERSATIONS["multi_system"], good])
+    assert rows[0] is None and rows[1] is not None
+    assert any(k.startswith("template_error") for k in strict.stats.dropped)

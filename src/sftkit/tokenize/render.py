@@ -13,6 +13,8 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from jinja2.exceptions import TemplateError
+
 from sftkit.errors import SftkitError
 from sftkit.schema import record_kind
 from sftkit.tokenize.templates import TEMPLATES, Template, get_template
@@ -146,11 +148,26 @@ class Renderer:
             if pending is not None:
                 yield from map(self._row, pending[0].result(), pending[1])
 
-    def _texts(self, records: list[dict]) -> tuple[list[str], list[list[tuple[int, int]]]]:
-        rendered = [self.render_text(r) for r in records]
-        return [t for t, _ in rendered], [sp for _, sp in rendered]
+    def _texts(self, records: list[dict]) -> tuple[list[str], list[list[tuple[int, int]] | None]]:
+        texts, spans = [], []
+        for rec in records:
+            if rec.get("label") is False:  # a KTO "undesirable" reply must not be imitated by SFT
+                self.stats.dropped["kto_undesirable"] += 1
+                texts.append("")
+                spans.append(None)
+                continue
+            try:
+                text, sp = self.render_text(rec)
+            except TemplateError as e:  # the tokenizer's own template refused this record
+                self.stats.dropped[f"template_error: {e}"[:120]] += 1
+                text, sp = "", None
+            texts.append(text)
+            spans.append(sp)
+        return texts, spans
 
-    def _row(self, enc, spans: list[tuple[int, int]]) -> dict | None:
+    def _row(self, enc, spans: list[tuple[int, int]] | None) -> dict | None:
+        if spans is None:
+            return None  # already counted when rendering
         ids = enc.ids
         n = len(ids)
         opts = self.options
