@@ -10,7 +10,9 @@ from sftkit.errors import SftkitError
 
 def load_tokenizer(path: str | Path) -> Callable[[list[str]], list[list[int]]]:
     """``tokenizer.json`` (or a folder holding one, or any local transformers tokenizer) -> encode(texts)."""
-    path = Path(path)
+    from sftkit.models import SHIPPED
+
+    path = SHIPPED.get(str(path), Path(path))
     file = path / "tokenizer.json" if path.is_dir() else path
     if file.is_file() and file.suffix == ".json":
         from tokenizers import Tokenizer

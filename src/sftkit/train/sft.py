@@ -82,6 +82,10 @@ def build(cfg: SFTConfig):
     # 1. data: canonical records -> rendered rows (masks) -> packed rows
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
     train_rows, eval_rows, renderer = prepare(cfg, tokenizer, run_dir)
+    stats = renderer.stats
+    dropped = ", ".join(f"{k} {v}" for k, v in stats.dropped.items()) or "none"
+    print(f"data: {len(train_rows)} training rows{' (packed)' if cfg.data.packing else ''}, {len(eval_rows)} eval rows; "
+          f"truncated {stats.truncated}, dropped: {dropped} (details in {run_dir / 'data_report.json'})", flush=True)
 
     # 2. model + method (the registry decides what trains)
     method = METHODS[cfg.method]
