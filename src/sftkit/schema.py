@@ -38,7 +38,6 @@ from __future__ import annotations
 
 ROLES = ("system", "user", "assistant", "tool")
 MEDIA_KINDS = {"images": "<image>", "videos": "<video>", "audios": "<audio>"}
-KINDS = ("conversation", "text", "preference", "kto")
 
 
 def record_kind(rec: dict) -> str:
@@ -50,14 +49,6 @@ def record_kind(rec: dict) -> str:
     if "label" in rec:
         return "kto"
     return "conversation"
-
-
-def conversation(messages: list[dict], meta: dict, *, images=None, tools=None, **extra) -> dict:
-    """Build a canonical conversation (or preference / kto when ``extra`` holds their keys)."""
-    rec = {"messages": messages, "images": images or [], "tools": tools or []}
-    rec.update(extra)
-    rec["meta"] = meta
-    return rec
 
 
 def text_record(text: str, meta: dict) -> dict:
