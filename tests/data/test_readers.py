@@ -104,3 +104,11 @@ def test_folder_and_unreadable(tmp_path):
         readers.expand_paths([tmp_path / "missing.jsonl"])
     with pytest.raises(SftkitError, match="unknown file type"):
         readers.expand_paths([tmp_path / "notes.md"])
+
+
+def test_jsonl_saved_as_json_loses_only_the_bad_line(tmp_path):
+    p = tmp_path / "lines.json"
+    p.write_text('{"text": "a"}\n{"text": "b"}\n{broken\n{"text": "c"}\n')
+    items = list(iter_file(p))
+    assert ok(items) == [{"text": "a"}, {"text": "b"}, {"text": "c"}]
+    assert items[2].line == 3 and "malformed JSON" in items[2].error

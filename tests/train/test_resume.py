@@ -66,3 +66,25 @@ def test_train_writes_run_folder(tiny_model_dir, tmp_path):
     info = json.loads((run / "final" / "sftkit.json").read_text())
     assert info["method"] == "lora" and "eval_perplexity" in info["metrics"]
     assert len(list(run.glob("checkpoint-*"))) <= 2
+
+
+def test_packed_training_learns(tiny_model_dir, tmp_path):
+    from tests.train.helpers import batch_loss
+
+    cfg = config(tiny_model_dir, tmp_path / "packed", "full", max_steps=8, learning_rate=3e-3)
+    cfg.data.packing = True
+    trainer, run_dir, tok, _ = build(cfg)
+    rows = trainer.train_dataset.rows
+    assert all(sum(r["lengths"]) <= cfg.data.max_length for r in rows) and sum(len(r["lengths"]) for r in rows) == 32
+    probe = [{"input_ids": r["input_ids"][:n], "labels": r["labels"][:n]} for r in rows[:4] for n in r["lengths"][:1]]
+    model = trainer.model
+    model.set_attn_implementation("sdpa")
+    before = batch_loss(model, probe, tok.pad_token_id)
+    from sftkit.tokenize.packing import ATTENTION
+
+    model.set_attn_implementation(ATTENTION)
+    trainer.train()
+    model.set_attn_implementation("sdpa")
+    assert batch_loss(model, probe, tok.pad_token_id) < before
+    report = json.loads((run_dir / "data_report.json").read_text())
+    assert report["packed_rows"] == len(rows) < 32

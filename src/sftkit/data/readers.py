@@ -202,6 +202,9 @@ def _iter_json(path: Path, source: str) -> Iterator[Item]:
         in_array = first == "["
         if in_array:
             s.pos += 1
+        elif _looks_like_jsonl(path):
+            yield from _iter_jsonl(path, source)  # JSON Lines saved as .json: read by line, so one bad line costs one record
+            return
         index = 0
         while True:
             ch = s.skip_ws()
@@ -236,6 +239,23 @@ def _iter_json(path: Path, source: str) -> Iterator[Item]:
                                error=f"malformed JSON: expected ',' or ']' but found {ch!r}; "
                                "the rest of the file could not be read", text=s.buf[s.pos:s.pos + 200])
                     return
+
+
+def _looks_like_jsonl(path: Path) -> bool:
+    """True when the first two non-blank lines each hold a complete JSON object."""
+    with _open_binary(path) as fh:
+        lines = []
+        for raw in fh:
+            if raw.strip():
+                lines.append(raw)
+            if len(lines) == 2:
+                break
+    if len(lines) < 2:
+        return False
+    try:
+        return all(isinstance(json.loads(x.decode("utf-8-sig")), dict) for x in lines)
+    except (ValueError, UnicodeDecodeError):
+        return False
 
 
 def _iter_csv(path: Path, source: str) -> Iterator[Item]:
