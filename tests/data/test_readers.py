@@ -112,3 +112,19 @@ def test_jsonl_saved_as_json_loses_only_the_bad_line(tmp_path):
     items = list(iter_file(p))
     assert ok(items) == [{"text": "a"}, {"text": "b"}, {"text": "c"}]
     assert items[2].line == 3 and "malformed JSON" in items[2].error
+
+
+def test_broken_element_in_pretty_array_costs_only_that_element(tmp_path, monkeypatch):
+    monkeypatch.setattr(readers, "_CHUNK", 16)
+    rows = [{"conversations": [{"from": "human", "value": f"q{i}"}, {"from": "gpt", "value": f"a{i}"}]} for i in range(5)]
+    text = json.dumps(rows, indent=2, ensure_ascii=False)
+    broken = text.replace('"value": "q2"', '"value": "q2" "oops"')  # a syntax error inside element 2
+    p = tmp_path / "arr.json"
+    p.write_text(broken)
+    items = list(iter_file(p))
+    assert [it.raw for it in items if it.error is None] == [rows[0], rows[1], rows[3], rows[4]]
+    bad = [it for it in items if it.error]
+    assert len(bad) == 1 and bad[0].index == 2 and "skipped to the next element" in bad[0].error
+    element_lines = [n for n, line in enumerate(text.splitlines(), 1) if line == "  {"]
+    assert [it.line for it in items] == element_lines
+    assert '"q2" "oops"' in bad[0].text

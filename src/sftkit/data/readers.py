@@ -15,6 +15,7 @@ import csv
 import gzip
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,6 +193,23 @@ class _JsonStream:
             self.pos = end
             return val
 
+    def column(self) -> int | None:
+        """Column of the current position when only whitespace precedes it on its line, else None."""
+        start = self.buf.rfind("\n", 0, self.pos) + 1
+        return self.pos - start if not self.buf[start:self.pos].strip() else None
+
+    def find_element(self, indent: int) -> int | None:
+        """Position of the next ``{`` that starts a line at ``indent`` columns (the next array element)."""
+        pattern = re.compile(rf"\n[ \t]{{{indent}}}\{{")
+        offset = 1
+        while True:
+            m = pattern.search(self.buf, self.pos + offset)
+            if m:
+                return m.end() - 1
+            offset = max(1, len(self.buf) - self.pos - indent - 2)
+            if not self.more():
+                return None
+
 
 def _iter_json(path: Path, source: str) -> Iterator[Item]:
     with _open_binary(path) as fh:
@@ -205,7 +223,7 @@ def _iter_json(path: Path, source: str) -> Iterator[Item]:
         elif _looks_like_jsonl(path):
             yield from _iter_jsonl(path, source)  # JSON Lines saved as .json: read by line, so one bad line costs one record
             return
-        index = 0
+        index, indent = 0, None
         while True:
             ch = s.skip_ws()
             if in_array and ch == "]":
@@ -218,12 +236,22 @@ def _iter_json(path: Path, source: str) -> Iterator[Item]:
                     yield Item(source, s.line_at(s.pos), index, error="file ends before the closing ']' (truncated?)")
                 return
             line = s.line_at(s.pos)
+            if in_array and index == 0:
+                indent = s.column()  # pretty-printed arrays: where elements start, to resynchronise after an error
             try:
                 raw = s.value()
             except json.JSONDecodeError as e:
-                yield Item(source, line, index, error=f"malformed JSON: {e.msg} at line {s.line_at(e.pos)}; "
-                           "the rest of the file could not be read", text=s.buf[s.pos:s.pos + 200])
-                return
+                where = f"malformed JSON: {e.msg} at line {s.line_at(max(e.pos, s.pos))}"
+                nxt = s.find_element(indent) if in_array and indent is not None else None
+                if nxt is None:
+                    yield Item(source, line, index, error=f"{where}; the rest of the file could not be read",
+                               text=s.buf[s.pos:s.pos + 2000])
+                    return
+                yield Item(source, line, index, error=f"{where}; skipped to the next element",
+                           text=s.buf[s.pos:nxt].rstrip(" \t\r\n,")[:2000])
+                index += 1
+                s.pos = nxt
+                continue
             if type(raw) is dict:
                 yield Item(source, line, index, raw)
             else:
