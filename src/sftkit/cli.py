@@ -357,9 +357,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_third_party() -> None:
+    """Silence notices users cannot act on (a hub-only optional CPU kernel; a deprecation inside Trainer/peft)."""
+    import logging
+    import warnings
+
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sftkit`` console script."""
     args = build_parser().parse_args(argv)
+    _quiet_third_party()
     try:
         return args.func(args)
     except SftkitError as e:

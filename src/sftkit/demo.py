@@ -81,6 +81,9 @@ def fine_tune(train_path: Path) -> Path:
 
 def main() -> None:
     """Run the demo end to end."""
+    from sftkit.cli import _quiet_third_party
+
+    _quiet_third_party()
     start = time.time()
     _title("1. check the data (sftkit data check)")
     check_data()
