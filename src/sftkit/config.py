@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sftkit.errors import SftkitError
 
@@ -56,7 +56,7 @@ class DataConfig(Strict):
 
 
 class LoraConfig(Strict):
-    r: int = Field(16, ge=1)  # rank
+    r: int = Field(16, ge=1, validation_alias=AliasChoices("r", "rank"))  # rank (``rank:`` works too)
     alpha: int = 32  # scaling numerator (alpha / r)
     dropout: float = Field(0.05, ge=0, lt=1)
     targets: list[str] | Literal["all-linear"] = "all-linear"  # module names or every linear layer
@@ -123,6 +123,24 @@ class SFTConfig(Strict):
     train: TrainArgs = TrainArgs()
     eval: EvalConfig = EvalConfig()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_keys(cls, raw):
+        """Flat configs (as LLaMA-Factory users write them) work: a top-level key that belongs to exactly one
+        section (``resume``, ``packing``, ``learning_rate``, ``datasets``, ...) is moved into it."""
+        if not isinstance(raw, dict):
+            return raw
+        raw = dict(raw)
+        sections = {name: f.annotation for name, f in cls.model_fields.items()
+                    if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel)}
+        for key in [k for k in raw if k not in cls.model_fields]:
+            owners = [name for name, model in sections.items() if key in model.model_fields]
+            if len(owners) == 1:
+                section = raw.setdefault(owners[0], {})
+                if isinstance(section, dict) and key not in section:
+                    raw[owners[0]] = {**section, key: raw.pop(key)}
+        return raw
+
     @model_validator(mode="after")
     def _cross_field(self):
         from sftkit.methods import METHODS
@@ -169,6 +187,11 @@ def _explain(err: ValidationError, source: str) -> str:
         loc = tuple(e["loc"])
         where = ".".join(str(p) for p in loc) or "(top level)"
         if e["type"] == "extra_forbidden":
+            owners = [n for n, f in SFTConfig.model_fields.items() if len(loc) == 1 and isinstance(f.annotation, type)
+                      and issubclass(f.annotation, BaseModel) and loc[0] in f.annotation.model_fields]
+            if len(owners) > 1:
+                lines.append(f"key {where!r} exists in several sections; put it under {' or '.join(owners)}")
+                continue
             options = _fields(SFTConfig, loc[:-1])
             lines.append(f"unknown key {where!r}{_suggest(str(loc[-1]), options)}")
         elif e["type"] == "missing":

@@ -28,6 +28,7 @@ def _load(raw, overrides=None):
     (BASE, ["train.learning_rate=-1"], "train.learning_rate"),
     ({"data": {"datasets": [{"dataset": "identity"}]}}, None, "needs `registry`"),
     ({"method": "lora"}, None, "missing required key 'data'"),
+    ({**BASE, "max_samples": 3}, None, "key 'max_samples' exists in several sections; put it under data or eval"),
 ])
 def test_config_errors_say_what_to_change(raw, overrides, message):
     with pytest.raises(SftkitError) as e:
@@ -54,3 +55,11 @@ def test_one_example_per_method():
     from sftkit.methods import METHODS
 
     assert {p.stem for p in TRAIN_EXAMPLES} == set(METHODS)
+
+
+def test_flat_keys_move_into_their_section_and_rank_alias():
+    cfg = _load({"datasets": [{"path": "x.jsonl"}], "resume": "auto", "packing": True, "learning_rate": 1e-3,
+                 "lora": {"rank": 8}})
+    assert cfg.train.resume == "auto" and cfg.data.packing and cfg.train.learning_rate == 1e-3 and cfg.lora.r == 8
+    again = _load(cfg.model_dump())  # the resolved config saved in a run folder loads back
+    assert again == cfg
