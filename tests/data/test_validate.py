@@ -108,3 +108,12 @@ def test_image_path_with_conversations_and_caption_regions(tmp_path):
     assert rec["messages"][3]["content"] == "dog: [1, 2, 30, 40]"
     assert rec["messages"][0]["content"].count("<image>") == 1
     assert rec["meta"]["region_annotations"][0]["description"] == "dog"
+
+
+def test_file_whose_first_records_are_all_broken(tmp_path):
+    rows = ["{broken"] * 60 + ['{"instruction": "a", "output": "b"}', '{"foo": 1}']
+    records, rejects, report = run(tmp_path, rows)
+    f = report.files[0]
+    assert (f.read, f.converted, f.rejected) == (62, 1, 61)
+    assert records[0]["messages"][0]["content"] == "a"
+    assert "cannot detect the data format" in rejects[-1]["reason"] and rejects[-1]["line"] == 62

@@ -147,6 +147,14 @@ def _detect(items: list[Item], src: Source, mapping: dict) -> tuple[str | None, 
                       f"pass --format (one of {', '.join(sorted(FORMATS))}) or --map FIELD=COLUMN")
 
 
+def _record_format(item: Item, opts: ConvertOptions):
+    """The format of one record, for files whose first records could not be parsed at all."""
+    if item.error is not None:
+        return None
+    name = detect_format(_apply_mapping(item.raw, opts.mapping))
+    return FORMATS[name] if name else None
+
+
 def _convert_validate(fmt, raw: dict, ctx: Ctx, base: str, opts: ConvertOptions) -> list[dict]:
     out = fmt.convert(raw, ctx)
     records = out if isinstance(out, list) else [out]
@@ -159,6 +167,9 @@ def _convert_one(item: Item, fmt, src: Source, opts: ConvertOptions, base: str, 
     """Convert and validate one item; return (records, None) or (None, reject)."""
     if item.error is not None:
         return None, _reject(item, "", item.error)
+    if fmt is None:
+        keys = ", ".join(sorted(map(str, item.raw))[:12]) or "(none)"
+        return None, _reject(item, "", f"cannot detect the data format from the keys ({keys}); pass --format")
     raw = _apply_mapping(item.raw, opts.mapping)
     ctx = Ctx(src.options)
     try:
@@ -201,7 +212,7 @@ def iter_converted(sources: list[Source], opts: ConvertOptions,
             for item in _chain(head, stream):
                 rep.read += 1
                 tick()
-                records, rej = _convert_one(item, fmt, src, opts, base, rep) if fmt else (None, _reject(item, "", item.error))
+                records, rej = _convert_one(item, fmt or _record_format(item, opts), src, opts, base, rep)
                 if records is not None and deduper is not None:
                     dup_of = deduper.check(records, f"{item.source}:{item.line or item.index}")
                     if dup_of:
