@@ -214,7 +214,7 @@ def cmd_eval(args) -> int:
 
         if len(rest) != 3:
             raise SftkitError("usage: sftkit eval human ANNOTATOR_A.csv ANNOTATOR_B.csv")
-        r = human_scores(rest[1], rest[2])
+        r = human_scores(rest[1], rest[2], args.key)
         text = "mean score per model:\n" + "\n".join(f"  {m}: {v} ({r['scored'][m]} scores)" for m, v in r["mean_score"].items())
         text += "\n" + kappa_text({**r["kappa"], "field": "score", "aligned_by": "row and response", "unmatched": 0,
                                    "skipped": {"a": [], "b": []}})
@@ -342,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=42, help="sheet shuffling")
+    p.add_argument("--key", help="human: the sheet's .key.json (default: found next to the sheets)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
 

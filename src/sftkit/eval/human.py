@@ -62,13 +62,20 @@ def _read_scores(path: str | Path) -> dict[str, dict[int, float]]:
     return out
 
 
-def human_scores(sheet_a: str | Path, sheet_b: str | Path) -> dict:
+def _find_key(sheet_a: Path, sheet_b: Path) -> Path:
+    for candidate in (Path(str(sheet_a) + KEY_SUFFIX), Path(str(sheet_b) + KEY_SUFFIX)):
+        if candidate.exists():
+            return candidate
+    found = sorted({*sheet_a.parent.glob("*" + KEY_SUFFIX), *sheet_b.parent.glob("*" + KEY_SUFFIX)})
+    if len(found) == 1:
+        return found[0]
+    raise SftkitError(f"cannot tell which {KEY_SUFFIX} maps these sheets back to models "
+                      f"({len(found)} found next to them); pass --key REVIEW.csv{KEY_SUFFIX}")
+
+
+def human_scores(sheet_a: str | Path, sheet_b: str | Path, key_path: str | Path | None = None) -> dict:
     """Mean score per model (unblinded with the sheet's key) and Cohen's kappa between the two annotators."""
-    key_path = Path(str(sheet_a) + KEY_SUFFIX)
-    if not key_path.exists():
-        key_path = Path(str(sheet_b) + KEY_SUFFIX)
-    if not key_path.exists():
-        raise SftkitError(f"no {KEY_SUFFIX} next to the sheets: it maps responses back to models")
+    key_path = Path(key_path) if key_path else _find_key(Path(sheet_a), Path(sheet_b))
     key = json.loads(key_path.read_text())
     a, b = _read_scores(sheet_a), _read_scores(sheet_b)
     per_model: dict[str, list[float]] = {d: [] for d in key["dirs"]}
