@@ -104,6 +104,30 @@ def init_model(tokenizer, out: Path) -> None:
     GenerationConfig(eos_token_id=stop, pad_token_id=tokenizer.pad_token_id, do_sample=False).save_pretrained(out)
 
 
+def training_card(steps: int, losses: list[dict]) -> str:
+    """TRAINING.md shipped with the weights: how they were made, from what, under which licenses."""
+    log = "\n".join(f"- step {m['step']}: loss {m['loss']:.3f}" for m in losses if "loss" in m)
+    return f"""# sftkit-tiny
+
+A 6.8M-parameter Llama (hidden 256, 6 layers, 8 heads / 4 KV heads, tied embeddings) with an 8k
+byte-level BPE tokenizer (Chinese + English) and a ChatML chat template, built by
+`scripts/build_base_model.py` (seed {SEED}, {steps} steps of 16 x 512 tokens, sftkit's own trainer).
+
+Rebuild: `.venv/bin/python scripts/build_base_model.py` (about 20-25 minutes on 2 CPU cores).
+
+Pre-training text (the repo's copies, see data/NOTICE.md): C4 demo (ODC-BY), LLaMA-Factory's Alpaca
+zh/en demos (Apache-2.0), GSM8K train (MIT), and generated greetings. Not used, because the demo and
+tests evaluate on them: LLaMA-Factory's identity.json and GSM8K test.
+
+It is a toy for trying sftkit offline: it learns a persona and a reply format from a minute of LoRA,
+not arithmetic or facts.
+
+Loss log:
+
+{log}
+"""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=210, help="pre-training steps of 16 x 512 tokens (~18 min on 2 CPU cores)")
@@ -138,9 +162,7 @@ def main() -> None:
         PreTrainedTokenizerFast.from_pretrained(run / "final").save_pretrained(out)
         shutil.copy(init / "generation_config.json", out / "generation_config.json")
         losses = [json.loads(line) for line in (run / "metrics.jsonl").open()]
-        (out / "TRAINING.md").write_text(
-            "# sftkit-tiny\n\nBuilt by `scripts/build_base_model.py` (seed {}, {} steps). Loss log:\n\n{}\n".format(
-            SEED, args.steps, "\n".join(f"- step {m['step']}: loss {m['loss']:.3f}" for m in losses if "loss" in m)))
+        (out / "TRAINING.md").write_text(training_card(args.steps, losses))
     print(f"saved {out}")
 
 

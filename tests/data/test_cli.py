@@ -111,3 +111,18 @@ def test_formats_lists_every_format(capsys):
     code, out, _ = run_cli(capsys, "data", "formats")
     for name in ("alpaca", "sharegpt", "dialog", "legal", "cot", "multitask", "document", "xtuner", "image_caption"):
         assert name in out
+
+
+def test_stats_table_and_json(capsys, tmp_path):
+    src = write_jsonl(tmp_path / "s.jsonl", [
+        {"instruction": "说个笑话", "output": "哈哈哈哈哈哈哈哈哈哈"}, {"instruction": "hi", "output": "Hello! How can I help?"},
+        {"instruction": "hi", "output": "Hello! How can I help?"}, "{bad"])
+    code, out, _ = run_cli(capsys, "data", "stats", src, "--tokenizer", "sftkit-tiny")
+    assert code == 0
+    for needle in ("records: 3", "schema validation rate: 75.0%", "tokens: reply", "duplicates: exact 1",
+                   "low_entropy 1", "languages: en 2 (66.7%), zh 1 (33.3%)"):
+        assert needle in out, needle
+    code, out, _ = run_cli(capsys, "data", "stats", src, "--json")
+    q = json.loads(out)
+    assert q["records"] == 3 and q["duplicates"]["exact"] == 1 and q["validation"]["invalid"] == 1
+    assert q["chars"]["reply"]["max"] == len("Hello! How can I help?")
