@@ -113,9 +113,44 @@ def _trl(tok, recs, steps, batch, tmp) -> float:
     return n_tokens / (time.perf_counter() - t)
 
 
+def bench_attention(sample_len: int = 128, heads: int = 8, dim: int = 32) -> dict:
+    """Attention over a packed batch: sftkit's per-sample causal SDPA against one SDPA call with a
+    block-diagonal mask over the flattened batch, as the number of samples grows."""
+    import torch
+    import torch.nn.functional as F
+
+    from sftkit.tokenize.packing import varlen_attention
+
+    class _M(torch.nn.Module):
+        training = False
+
+    out = {}
+    for n in (4, 16, 64):
+        t = n * sample_len
+        q, k, v = (torch.randn(1, heads, t, dim) for _ in range(3))
+        cu = torch.arange(0, t + 1, sample_len, dtype=torch.int32)
+        seg = torch.arange(t) // sample_len
+        mask = (seg[:, None] == seg[None, :]) & torch.ones(t, t, dtype=torch.bool).tril()
+
+        def timed(fn, reps=5):
+            fn()
+            start = time.perf_counter()
+            for _ in range(reps):
+                fn()
+            return (time.perf_counter() - start) / reps * 1000
+
+        ours = timed(lambda q=q, k=k, v=v, cu=cu: varlen_attention(_M(), q, k, v, None, cu_seq_lens_q=cu))
+        dense = timed(lambda q=q, k=k, v=v, m=mask: F.scaled_dot_product_attention(q, k, v, attn_mask=m[None, None]))
+        out[f"{n}_samples"] = {"varlen_ms": round(ours, 2), "block_diagonal_sdpa_ms": round(dense, 2),
+                               "mask_mb": round(t * t / 2**20, 1)}
+    return out
+
+
 def main() -> None:
-    which = sys.argv[1:] or ["preprocess", "throughput"]
+    which = sys.argv[1:] or ["preprocess", "throughput", "attention"]
     res = {}
+    if "attention" in which:
+        res["attention_cpu"] = bench_attention()
     if "preprocess" in which:
         res["preprocess_50k"] = bench_preprocess()
     if "throughput" in which:
