@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from sftkit.errors import SftkitError
 
@@ -230,21 +231,31 @@ def cmd_eval(args) -> int:
         return 0
     from sftkit.eval.run import evaluate
 
-    model, data, fmt = args.model, args.data, args.format
+    models, data, fmt = args.model or [], args.data, args.format
     max_samples, max_new, batch = args.max_samples, args.max_new_tokens, args.batch_size
     if args.config:
         from sftkit.config import load_eval_config
 
         ev, config_model = load_eval_config(args.config)
-        model = model or config_model
+        models = models or [config_model]
         data, fmt = data or ev.data, fmt or ev.format
         max_new, batch = max_new or ev.max_new_tokens, batch or ev.batch_size
-    if not model or not data:
+    if not models or not data:
         raise SftkitError("sftkit eval needs --model and --data (or --config with an eval: section)")
-    evaluate(model, data, args.output, fmt=fmt, max_samples=max_samples, max_new_tokens=max_new or 256,
-             batch_size=batch or 16, temperature=args.temperature, top_p=args.top_p)
-    if args.output:
-        print(f"wrote {args.output}/metrics.json, predictions.jsonl, report.md")
+    if len(models) > 2:
+        raise SftkitError("give --model once, or twice to compare two models")
+    if len(models) == 2 and not args.output:
+        raise SftkitError("comparing two models needs -o DIR (each evaluation is written to DIR/a and DIR/b)")
+    outs = [args.output] if len(models) == 1 else [str(Path(args.output) / "a"), str(Path(args.output) / "b")]
+    for model, out in zip(models, outs, strict=True):
+        evaluate(model, data, out, fmt=fmt, max_samples=max_samples, max_new_tokens=max_new or 256,
+                 batch_size=batch or 16, temperature=args.temperature, top_p=args.top_p)
+        if out:
+            print(f"wrote {out}/metrics.json, predictions.jsonl, report.md\n")
+    if len(models) == 2:
+        from sftkit.eval.report import compare
+
+        print(compare(*outs)[0])
     return 0
 
 
@@ -330,7 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="score a model on a data file; compare two evals; human review sheets")
     p.add_argument("rest", nargs="*", help="sheet EVAL_DIR [EVAL_DIR] | human A.csv B.csv (else: evaluate)")
-    p.add_argument("--model", help="run folder, local model folder or sftkit-tiny")
+    p.add_argument("--model", action="append", help="run folder, local model folder or sftkit-tiny; give it twice "
+                   "(e.g. the base, then a fine-tuned run) to evaluate both and compare them")
     p.add_argument("--data", help="data file with reference replies (any format sftkit reads)")
     p.add_argument("--format", help="force the data format")
     p.add_argument("--config", help="a train config: its run folder and eval: section")

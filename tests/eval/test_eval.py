@@ -112,3 +112,12 @@ def test_eval_config_example_and_errors(tmp_path, capsys):
         assert main(args) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
+
+
+def test_before_vs_after_in_one_command(evals, tmp_path, capsys):
+    _, run, _, _ = evals
+    code = main(["eval", "--model", "sftkit-tiny", "--model", str(run), "--data", str(LF / "identity.json"), "--max-samples", "4",
+                 "--max-new-tokens", "8", "-o", str(tmp_path / "cmp")])
+    assert code == 0
+    assert (tmp_path / "cmp" / "a" / "metrics.json").exists() and (tmp_path / "cmp" / "b" / "metrics.json").exists()
+    assert "B - A" in capsys.readouterr().out
