@@ -121,3 +121,16 @@ def test_before_vs_after_in_one_command(evals, tmp_path, capsys):
     assert code == 0
     assert (tmp_path / "cmp" / "a" / "metrics.json").exists() and (tmp_path / "cmp" / "b" / "metrics.json").exists()
     assert "B - A" in capsys.readouterr().out
+
+
+def test_eval_records_use_chosen_replies_and_count_what_is_skipped(tmp_path):
+    from sftkit.eval.run import load_eval_records
+
+    data = write_jsonl(tmp_path / "mixed.jsonl", [
+        {"prompt": "q", "chosen": "good", "rejected": "bad"}, {"text": "just text"},
+        {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], "label": False},
+        {"instruction": "x"}, {"question": "1+1?", "answer": "#### 2"}])
+    skipped = {}
+    items = load_eval_records(str(data), skipped=skipped)
+    assert [it["reference"] for it in items] == ["good", "#### 2"] and items[1]["final_answer"] == "2"
+    assert skipped == {"text record (no prompt)": 1, "no reference reply": 1, "invalid record": 1}

@@ -32,6 +32,8 @@ def metrics_table(m: dict) -> str:
     lines += [f"  {label:<28}{_fmt(get(m)):>12}" for label, get in ROWS]
     groups = ", ".join(f"{tok}: {g['n']} records" for tok, g in m["bleu_groups"].items())
     lines.append(f"  BLEU tokenization per record ({groups}); ROUGE F1 x100; Chinese ROUGE by characters and by jieba words")
+    if m.get("skipped"):
+        lines.append("  not evaluated: " + ", ".join(f"{k} {v}" for k, v in m["skipped"].items()))
     return "\n".join(lines)
 
 

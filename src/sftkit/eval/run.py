@@ -22,17 +22,28 @@ from sftkit.eval.report import metrics_table, write_report
 from sftkit.progress import progress
 
 
-def load_eval_records(data: str, fmt: str | None = None, max_samples: int | None = None) -> list[dict]:
-    """Conversation records with a reference reply: (prompt messages, reference, final answer, tools)."""
+def load_eval_records(data: str, fmt: str | None = None, max_samples: int | None = None,
+                      skipped: dict | None = None) -> list[dict]:
+    """Conversation records with a reference reply: (prompt messages, reference, final answer, tools).
+
+    Preference records use the chosen reply as the reference; text records and invalid records have
+    nothing to answer and are counted in ``skipped`` (by reason)."""
     opts = ConvertOptions(format=fmt)
+    skipped = skipped if skipped is not None else {}
     out = []
-    for _, recs, _ in iter_converted(sources_from_paths([data], opts), opts, Report()):
+    for _, recs, rej in iter_converted(sources_from_paths([data], opts), opts, Report()):
+        if rej is not None:
+            skipped["invalid record"] = skipped.get("invalid record", 0) + 1
         for rec in recs or []:
             msgs = rec.get("messages")
-            if not msgs or "chosen" in rec:
+            if not msgs:
+                skipped["text record (no prompt)"] = skipped.get("text record (no prompt)", 0) + 1
                 continue
+            if "chosen" in rec:
+                msgs = [*msgs, rec["chosen"]]
             last = max((i for i, m in enumerate(msgs) if m["role"] == "assistant"), default=None)
-            if last is None:
+            if last is None or (rec.get("label") is False):
+                skipped["no reference reply"] = skipped.get("no reference reply", 0) + 1
                 continue
             reference = msgs[last]["content"]
             final = rec["meta"].get("final_answer")
@@ -94,7 +105,8 @@ def evaluate(model: str, data: str, out_dir: str | Path | None = None, *, fmt: s
     """Evaluate a model or run folder on a data file; write metrics.json, predictions.jsonl, report.md."""
     from sftkit.infer import Chat
 
-    items = load_eval_records(data, fmt, max_samples)
+    skipped: dict = {}
+    items = load_eval_records(data, fmt, max_samples, skipped)
     chat = Chat(model, template)
     start = time.perf_counter()
     predictions = []
@@ -107,7 +119,7 @@ def evaluate(model: str, data: str, out_dir: str | Path | None = None, *, fmt: s
     gen_seconds = time.perf_counter() - start
     metrics, per = score(items, predictions)
     metrics["loss"], metrics["perplexity"] = (round(x, 4) for x in reference_loss(chat, items, batch_size))
-    metrics.update({"model": str(model), "data": str(data), "generation": {
+    metrics.update({"model": str(model), "data": str(data), "skipped": skipped, "generation": {
         "greedy": temperature == 0, "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens,
         "batch_size": batch_size, "seconds": round(gen_seconds, 2), "samples_per_s": round(len(items) / gen_seconds, 3)}})
     if out_dir is not None:
