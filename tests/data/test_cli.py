@@ -126,3 +126,17 @@ def test_stats_table_and_json(capsys, tmp_path):
     q = json.loads(out)
     assert q["records"] == 3 and q["duplicates"]["exact"] == 1 and q["validation"]["invalid"] == 1
     assert q["chars"]["reply"]["max"] == len("Hello! How can I help?")
+
+
+def test_cli_speaker_map_repair_and_bad_option(capsys, tmp_path):
+    dialog = write_jsonl(tmp_path / "d.jsonl", [{"dialog_id": "1", "turns": [
+        {"speaker": "客服", "utterance": "您好"}, {"speaker": "客户", "utterance": "退货"}, {"speaker": "客服", "utterance": "好的"}]}])
+    out = tmp_path / "o.jsonl"
+    code, _, _ = run_cli(capsys, "data", "convert", dialog, "-o", out, "--speaker-map", "客户=user", "客服=assistant")
+    roles = [m["role"] for m in json.loads(out.read_text())["messages"]]
+    assert code == 0 and roles == ["assistant", "user", "assistant"]
+    code, _, err = run_cli(capsys, "data", "convert", dialog, "-o", out, "--speaker-map", "客户=customer")
+    assert code == 2 and "user, assistant or system" in err
+    bare = write_jsonl(tmp_path / "b.jsonl", [{"messages": ["hi", "hello"]}])
+    code, out_text, _ = run_cli(capsys, "data", "check", bare, "--repair", "alternate-roles")
+    assert code == 0 and "repairs: alternate-roles 1" in out_text
