@@ -110,7 +110,7 @@ def _apportion(size: int, weights: dict[str, float]) -> dict[str, int]:
     return counts
 
 
-def _draw(pool: list[dict], n: int, rng: random.Random) -> tuple[list[dict], int]:
+def draw(pool: list[dict], n: int, rng: random.Random) -> tuple[list[dict], int]:
     """n records from the pool: without replacement while it lasts, then with replacement."""
     if n <= len(pool):
         return rng.sample(pool, n), 0
@@ -157,7 +157,7 @@ def mix(spec_path: str | Path, out: str | Path, size: int | None = None, seed: i
         pool = pools_used[key]
         if n and not pool:
             raise SftkitError(f"{key!r} should supply {n} records but has none after conversion")
-        got, extra = _draw(pool, n, rng)
+        got, extra = draw(pool, n, rng)
         if extra:
             resampled[key] = {"available": len(pool), "needed": n, "drawn_with_replacement": extra}
         chosen.extend(got)

@@ -7,6 +7,7 @@ import random
 from pathlib import Path
 
 from sftkit.config import SFTConfig
+from sftkit.data.mix import draw
 from sftkit.data.pipeline import ConvertOptions, Report, iter_converted, sources_from_paths
 from sftkit.data.registry import registry_sources
 from sftkit.errors import SftkitError
@@ -55,11 +56,11 @@ def load_records(cfg: SFTConfig) -> tuple[list[dict], list[dict], dict]:
 
 
 def _mix(pools: list[tuple[float, list[dict]]], rng: random.Random) -> list[dict]:
-    """Weight 1 = every record once; other weights scale each source's count (sampling with replacement above 1)."""
+    """Weight 1 = every record once; other weights scale each source's count (the data engine's draw:
+    without replacement while a source lasts, then with replacement)."""
     out = []
     for weight, records in pools:
-        n = round(len(records) * weight)
-        out += records[:n] if n <= len(records) else records + [rng.choice(records) for _ in range(n - len(records))]
+        out += draw(records, round(len(records) * weight), rng)[0]
     rng.shuffle(out)
     return out
 

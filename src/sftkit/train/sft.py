@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import torch
@@ -111,7 +112,7 @@ def build(cfg: SFTConfig):
         save_total_limit=cfg.train.save_total_limit, seed=cfg.train.seed, data_seed=cfg.train.seed,
         neftune_noise_alpha=cfg.train.neftune_alpha, report_to=["tensorboard"] if cfg.train.tensorboard else [],
         dataloader_num_workers=cfg.train.num_workers, remove_unused_columns=False, use_cpu=not torch.cuda.is_available(),
-        disable_tqdm=False, save_only_model=False, **_precision(cfg),
+        disable_tqdm=not sys.stderr.isatty(), save_only_model=False, **_precision(cfg),
     )
     collator = PackedCollator() if cfg.data.packing else PaddedCollator(tokenizer.pad_token_id)
     trainer = Trainer(model=model, args=args, train_dataset=_Rows(train_rows), eval_dataset=_Rows(eval_rows) if has_eval else None,
