@@ -134,3 +134,19 @@ def test_eval_records_use_chosen_replies_and_count_what_is_skipped(tmp_path):
     items = load_eval_records(str(data), skipped=skipped)
     assert [it["reference"] for it in items] == ["good", "#### 2"] and items[1]["final_answer"] == "2"
     assert skipped == {"text record (no prompt)": 1, "no reference reply": 1, "invalid record": 1}
+
+
+def test_single_run_sheet_has_prediction_and_score_columns(evals, tmp_path):
+    from sftkit.eval.human import human_scores, make_sheet
+
+    out, _, _, _ = evals
+    sheet = make_sheet([str(out / "tuned")], tmp_path / "one.csv", seed=1)
+    rows = list(csv.DictReader(open(sheet, encoding="utf-8-sig")))
+    assert list(rows[0]) == ["id", "prompt", "reference", "prediction", "score", "comment"]
+    for name, score in (("x.csv", "4"), ("y.csv", "4")):
+        with open(tmp_path / name, "w", encoding="utf-8-sig", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows({**r, "score": score} for r in rows)
+    res = human_scores(tmp_path / "x.csv", tmp_path / "y.csv")
+    assert res["mean_score"] == {str(out / "tuned"): 4.0} and res["kappa"]["kappa"] == 1.0

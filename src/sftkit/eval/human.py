@@ -34,7 +34,10 @@ def make_sheet(dirs: list[str], out: str | Path, seed: int = 42) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     key = {"dirs": [str(d) for d in dirs], "seed": seed, "rows": {}}
     n = len(runs)
-    header = ["id", "prompt", "reference"] + [f"response_{k + 1}" for k in range(n)] + [f"score_{k + 1}" for k in range(n)] + ["comment"]
+    if n == 1:
+        header = ["id", "prompt", "reference", "prediction", "score", "comment"]
+    else:
+        header = ["id", "prompt", "reference", "response_1", "response_2", "score_1", "score_2", "comment"]
     with open(out, "w", encoding="utf-8-sig", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(header)
@@ -54,9 +57,10 @@ def _read_scores(path: str | Path) -> dict[str, dict[int, float]]:
     with open(path, encoding="utf-8-sig", newline="") as fh:
         for line, row in enumerate(csv.DictReader(fh), 2):
             for col, value in row.items():
-                if col and col.startswith("score_") and value and value.strip():
+                if col and (col == "score" or col.startswith("score_")) and value and value.strip():
                     try:
-                        out.setdefault(row["id"], {})[int(col.split("_")[1]) - 1] = float(value)
+                        index = int(col.split("_")[1]) - 1 if "_" in col else 0
+                        out.setdefault(row["id"], {})[index] = float(value)
                     except ValueError:
                         raise SftkitError(f"{path}:{line}: field {col!r}: score {value!r} is not a number") from None
     return out
