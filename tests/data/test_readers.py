@@ -128,3 +128,14 @@ def test_broken_element_in_pretty_array_costs_only_that_element(tmp_path, monkey
     element_lines = [n for n, line in enumerate(text.splitlines(), 1) if line == "  {"]
     assert [it.line for it in items] == element_lines
     assert '"q2" "oops"' in bad[0].text
+
+
+def test_single_object_wrapping_its_records(tmp_path):
+    p = tmp_path / "wrapped.json"
+    p.write_text(json.dumps({"version": "1.0", "data": [{"instruction": "a", "output": "b"}, {"instruction": "c", "output": "d"}, 3]}))
+    items = list(iter_file(p))
+    assert [it.raw for it in items[:2]] == [{"instruction": "a", "output": "b"}, {"instruction": "c", "output": "d"}]
+    assert [it.index for it in items] == [0, 1, 2] and "number, not an object" in items[2].error
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps({"text": "one record", "data": [{"x": 1}]}))  # a record with a list field: kept whole
+    assert [it.raw for it in iter_file(plain)] == [{"text": "one record", "data": [{"x": 1}]}]

@@ -252,6 +252,12 @@ def _iter_json(path: Path, source: str) -> Iterator[Item]:
                 index += 1
                 s.pos = nxt
                 continue
+            if type(raw) is dict and not in_array and index == 0 and (wrapped := _wrapped_records(raw)) is not None \
+                    and s.skip_ws() == "":
+                for i, rec in enumerate(wrapped):  # {"data": [...]}: the records are the list's elements
+                    yield Item(source, None, i, rec) if type(rec) is dict else Item(
+                        source, None, i, raw=rec, error=f"element is a JSON {_json_type(rec)}, not an object")
+                return
             if type(raw) is dict:
                 yield Item(source, line, index, raw)
             else:
@@ -267,6 +273,22 @@ def _iter_json(path: Path, source: str) -> Iterator[Item]:
                                error=f"malformed JSON: expected ',' or ']' but found {ch!r}; "
                                "the rest of the file could not be read", text=s.buf[s.pos:s.pos + 200])
                     return
+
+
+_WRAPPER_KEYS = ("data", "examples", "instances", "records", "rows", "items", "samples", "train")
+
+
+_RECORD_KEYS = {"text", "messages", "conversations", "conversation", "instruction", "output", "prompt", "question",
+                "answer", "completion", "turns", "chunks", "caption", "chosen", "rejected"}
+
+
+def _wrapped_records(obj: dict) -> list | None:
+    """The record list of a file holding one object that wraps its records, e.g. ``{"version": 1, "data": [...]}``
+    (not when the object itself looks like a record)."""
+    lists = [k for k in _WRAPPER_KEYS if isinstance(obj.get(k), list) and obj[k] and isinstance(obj[k][0], dict)]
+    if len(lists) != 1 or _RECORD_KEYS & set(obj):
+        return None
+    return obj[lists[0]]
 
 
 def _looks_like_jsonl(path: Path) -> bool:
