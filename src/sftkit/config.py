@@ -93,6 +93,7 @@ class TrainArgs(Strict):
     save_steps: int = Field(100, ge=1)  # checkpoint every N steps
     save_total_limit: int = Field(2, ge=1)  # keep the last K checkpoints
     resume: str | None = None  # "auto": continue from the last complete checkpoint; or a checkpoint path
+    overwrite: bool = False  # start over in an output_dir that holds checkpoints of an earlier run (deletes them)
     seed: int = 42
     tensorboard: bool = False
     num_workers: int = 0  # dataloader workers

@@ -74,7 +74,8 @@ def fine_tune(train_path: Path) -> Path:
         "lora": {"r": 16, "alpha": 32, "dropout": 0.0, "targets": "all-linear"},
         "data": {"datasets": [{"path": str(train_path)}], "max_length": 256},
         "train": {"output_dir": str(OUT / "run"), "learning_rate": 8e-3, "epochs": 20, "batch_size": 8,
-                  "logging_steps": 10, "save_steps": 1000, "lr_scheduler": "cosine", "warmup_ratio": 0.05},
+                  "logging_steps": 10, "save_steps": 1000, "lr_scheduler": "cosine", "warmup_ratio": 0.05,
+                  "overwrite": True},
     })
     return train(cfg)
 

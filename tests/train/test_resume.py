@@ -88,3 +88,16 @@ def test_packed_training_learns(tiny_model_dir, tmp_path):
     assert batch_loss(model, probe, tok.pad_token_id) < before
     report = json.loads((run_dir / "data_report.json").read_text())
     assert report["packed_rows"] == len(rows) < 32
+
+
+def test_fresh_run_refuses_an_earlier_runs_checkpoints(tiny_model_dir, tmp_path):
+    from sftkit.errors import SftkitError
+
+    cfg = config(tiny_model_dir, tmp_path / "run", "lora", max_steps=2, save_steps=1, logging_steps=1)
+    train(cfg)
+    with pytest.raises(SftkitError, match="holds checkpoints of an earlier run"):
+        build(cfg)
+    cfg.train.overwrite = True
+    train(cfg)
+    logs = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in logs if "loss" in m] == [1, 2]  # the earlier run's metrics are gone

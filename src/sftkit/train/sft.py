@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 from pathlib import Path
 
@@ -57,6 +58,20 @@ def _resume_from(cfg: SFTConfig, run_dir: Path) -> str | None:
     return resume
 
 
+def _fresh_start_guard(cfg: SFTConfig, run_dir: Path) -> None:
+    """A run that does not resume must not mix with checkpoints or metrics of an earlier run in its folder."""
+    if _resume_from(cfg, run_dir) is not None:
+        return
+    old = sorted(run_dir.glob("checkpoint-*"))
+    if old and not cfg.train.overwrite:
+        why = "none of them is complete" if cfg.train.resume == "auto" else "this run does not resume"
+        raise SftkitError(f"{run_dir} holds checkpoints of an earlier run ({old[-1].name}, ...) and {why}; set "
+                          "train.resume=auto to continue it, train.overwrite=true to start over, or another output_dir")
+    for d in old:
+        shutil.rmtree(d)
+    (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+
+
 def train(cfg: SFTConfig) -> Path:
     """Run one fine-tuning job; return the run folder."""
     trainer, run_dir, tokenizer, has_eval = build(cfg)
@@ -77,6 +92,7 @@ def build(cfg: SFTConfig):
     """Everything up to the first step: (trainer, run folder, tokenizer, has eval data)."""
     run_dir = Path(cfg.train.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    _fresh_start_guard(cfg, run_dir)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), allow_unicode=True, sort_keys=False))
     torch.manual_seed(cfg.train.seed)
 
