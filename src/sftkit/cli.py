@@ -148,34 +148,12 @@ def cmd_train(args) -> int:
 
 
 def cmd_chat(args) -> int:
-    from sftkit.infer import Chat
+    from sftkit.infer import Chat, repl
 
     chat = Chat(args.model, args.template, args.trust_remote_code)
-    history: list[dict] = [{"role": "system", "content": args.system}] if args.system else []
-    prompts = [args.prompt] if args.prompt else None
-    while True:
-        if prompts is not None:
-            if not prompts:
-                return 0
-            text = prompts.pop()
-        else:
-            try:
-                text = input("you> ")
-            except EOFError:
-                return 0
-            if text.strip() in ("/exit", "/quit"):
-                return 0
-            if text.strip() == "/clear":
-                history = history[:1] if args.system else []
-                continue
-        history.append({"role": "user", "content": text})
-        print("" if args.prompt else "bot> ", end="", flush=True)
-        reply = ""
-        for piece in chat.stream(history, args.max_new_tokens, args.temperature, args.top_p):
-            reply += piece
-            print(piece, end="", flush=True)
-        print()
-        history.append({"role": "assistant", "content": reply})
+    repl(chat, args.system, args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+         top_p=args.top_p)
+    return 0
 
 
 def cmd_generate(args) -> int:

@@ -67,6 +67,35 @@ class Chat:
         thread.join()
 
 
+def repl(chat: Chat, system: str | None = None, prompt: str | None = None, **generation) -> None:
+    """Streaming chat on the terminal (``/clear`` forgets the history, ``/exit`` quits); one shot with ``prompt``."""
+    base = [{"role": "system", "content": system}] if system else []
+    history = list(base)
+    while True:
+        if prompt is not None:
+            text = prompt
+        else:
+            try:
+                text = input("you> ")
+            except EOFError:
+                return
+            if text.strip() in ("/exit", "/quit"):
+                return
+            if text.strip() == "/clear":
+                history = list(base)
+                continue
+        history.append({"role": "user", "content": text})
+        print("" if prompt is not None else "bot> ", end="", flush=True)
+        reply = ""
+        for piece in chat.stream(history, **generation):
+            reply += piece
+            print(piece, end="", flush=True)
+        print()
+        history.append({"role": "assistant", "content": reply})
+        if prompt is not None:
+            return
+
+
 _PROMPT_KEYS = ("prompt", "question", "query", "instruction", "input", "text")
 _REFERENCE_KEYS = ("output", "answer", "completion", "response", "reference")
 

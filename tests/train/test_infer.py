@@ -74,3 +74,23 @@ def test_train_cli_with_overrides_neftune_and_checkpointing(tiny_model_dir, tmp_
     assert "<tool_response>" in saved  # the built-in template chosen for training travels with the model
     assert main(["train", str(path), "train.lerning_rate=1"]) == 2
     assert "did you mean 'learning_rate'" in capsys.readouterr().err
+
+
+def test_interactive_chat_keeps_history_and_clears(lora_run, monkeypatch, capsys):
+    from sftkit.infer import repl
+
+    chat = Chat(str(lora_run))
+    seen = []
+    real_stream = chat.stream
+
+    def spy(history, **kw):
+        seen.append([m["content"] for m in history])
+        return real_stream(history, **kw)
+
+    monkeypatch.setattr(chat, "stream", spy)
+    lines = iter(["hi", "again", "/clear", "new", "/exit"])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(lines))
+    repl(chat, system="S", max_new_tokens=3)
+    assert seen[0] == ["S", "hi"] and seen[1][:3] == ["S", "hi", seen[1][2]] and seen[1][-1] == "again"
+    assert seen[2] == ["S", "new"]  # /clear kept the system prompt only
+    assert capsys.readouterr().out.count("bot> ") == 3
