@@ -94,3 +94,21 @@ def test_interactive_chat_keeps_history_and_clears(lora_run, monkeypatch, capsys
     assert seen[0] == ["S", "hi"] and seen[1][:3] == ["S", "hi", seen[1][2]] and seen[1][-1] == "again"
     assert seen[2] == ["S", "new"]  # /clear kept the system prompt only
     assert capsys.readouterr().out.count("bot> ") == 3
+
+
+def test_a_qwen2_architecture_model_trains_and_chats(tokenizer, tmp_path):
+    """Any causal LM works the same way: here a tiny Qwen2 built from a config (its folder says qwen2)."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    cfg = Qwen2Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, eos_token_id=tokenizer.eos_token_id,
+                      pad_token_id=tokenizer.pad_token_id, bos_token_id=None)
+    path = tmp_path / "qwen2-tiny"
+    Qwen2ForCausalLM(cfg).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    run = train(config(path, tmp_path / "run", "lora", max_steps=3))
+    chat = Chat(str(run))
+    assert chat.tokenizer("你好")["input_ids"] == tokenizer("你好")["input_ids"]  # our tokenizer.json, not Qwen's
+    assert isinstance(chat.generate([[{"role": "user", "content": "hi"}]], max_new_tokens=3)[0], str)
