@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.sftkit-installed
+# sftkit never downloads at run time; make any accidental hub access fail fast instead of hanging
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
 .PHONY: demo test install lint bench clean
 
