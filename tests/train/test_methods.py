@@ -51,7 +51,6 @@ def test_method_trains_exactly_its_parameters(tiny_model_dir, tmp_path, method):
         changed -= quantized
         with model.disable_adapter():
             assert abs(batch_loss(model, rows, tok.pad_token_id) - base_before) < 1e-4  # kernel layout: bf16 vs fp32 math
+    # exactly the trainable parameters changed: every frozen one is bit-identical
     assert changed == trainable, sorted(changed ^ trainable)[:5]
-    for n in set(before) - trainable - changed:
-        assert n in changed or torch.equal(before[n], after[n]) or type(dict(model.named_parameters())[n]).__name__ == "Params4bit"
     assert batch_loss(model, rows, tok.pad_token_id) < before_loss
