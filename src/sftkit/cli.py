@@ -72,7 +72,7 @@ def _print(obj, as_json: bool, text: str) -> None:
 
 def cmd_check(args) -> int:
     from sftkit.data.pipeline import check_files
-    from sftkit.data.render import check_text
+    from sftkit.data.report_text import check_text
 
     opts = _options(args)
     report = check_files(_sources(args, opts), opts)
@@ -82,7 +82,7 @@ def cmd_check(args) -> int:
 
 def cmd_convert(args) -> int:
     from sftkit.data.pipeline import convert_files
-    from sftkit.data.render import check_text
+    from sftkit.data.report_text import check_text
 
     opts = _options(args, dedup=args.dedup, near_threshold=args.near_threshold)
     report = convert_files(_sources(args, opts), args.output, args.rejects, opts)
@@ -97,7 +97,7 @@ def cmd_convert(args) -> int:
 def cmd_stats(args) -> int:
     from sftkit.data.pipeline import Report, iter_converted
     from sftkit.data.quality import QualityStats
-    from sftkit.data.render import stats_text
+    from sftkit.data.report_text import stats_text
     from sftkit.tokenizer import load_tokenizer
 
     opts = _options(args)
@@ -113,7 +113,7 @@ def cmd_stats(args) -> int:
 
 def cmd_mix(args) -> int:
     from sftkit.data.mix import mix
-    from sftkit.data.render import mix_text
+    from sftkit.data.report_text import mix_text
 
     r = mix(args.spec, args.output, size=args.size, seed=args.seed)
     _print(r, args.json, mix_text(r) + f"\nwrote {args.output}")
@@ -122,7 +122,7 @@ def cmd_mix(args) -> int:
 
 def cmd_kappa(args) -> int:
     from sftkit.data.kappa import kappa_files
-    from sftkit.data.render import kappa_text
+    from sftkit.data.report_text import kappa_text
 
     r = kappa_files(args.a, args.b, args.field, args.key)
     _print(r, args.json, kappa_text(r))
@@ -188,7 +188,7 @@ def cmd_eval(args) -> int:
         print(f"wrote {out} (shuffled, models hidden; the key for unblinding is {out}.key.json: keep it from annotators)")
         return 0
     if rest and rest[0] == "human":
-        from sftkit.data.render import kappa_text
+        from sftkit.data.report_text import kappa_text
         from sftkit.eval.human import human_scores
 
         if len(rest) != 3:

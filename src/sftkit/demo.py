@@ -29,7 +29,7 @@ def _title(text: str) -> None:
 
 def check_data() -> None:
     from sftkit.data.pipeline import ConvertOptions, check_files, sources_from_paths
-    from sftkit.data.render import check_text
+    from sftkit.data.report_text import check_text
 
     opts = ConvertOptions()
     lf = DATA / "llamafactory"

@@ -8,6 +8,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from sftkit.tokenize.packing import ATTENTION, PackedCollator, PaddedCollator, pack, packed_rows
+from sftkit.tokenize.render import IGNORE
 
 
 def _rows(n: int, seed: int = 0, vocab: int = 8000) -> list[dict]:
@@ -17,7 +18,7 @@ def _rows(n: int, seed: int = 0, vocab: int = 8000) -> list[dict]:
         length = rng.randint(5, 60)
         ids = [rng.randrange(10, vocab) for _ in range(length)]
         cut = rng.randint(1, length - 1)
-        rows.append({"input_ids": ids, "labels": [-100] * cut + ids[cut:]})
+        rows.append({"input_ids": ids, "labels": [IGNORE] * cut + ids[cut:]})
     return rows
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from datasketch import MinHash, MinHashLSH
 
 from sftkit.schema import record_kind
+from sftkit.textutil import has_cjk
 
 NUM_PERM = 64
 _WS = re.compile(r"\s+")
@@ -44,7 +45,7 @@ def exact_key(text: str) -> bytes:
 def shingle_hashes(text: str) -> np.ndarray:
     """Unique 32-bit hashes of the character n-grams of the normalised text (n=3 for CJK, else 5)."""
     norm = normalize(text).replace(" ", "")
-    n = 3 if any("\u4e00" <= c <= "\u9fff" for c in norm[:200]) else 5
+    n = 3 if has_cjk(norm[:200]) else 5
     cps = np.frombuffer(norm.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
     if len(cps) < n:
         cps = np.concatenate([cps, np.zeros(n - len(cps), dtype=np.uint64)])

@@ -15,10 +15,10 @@ from collections.abc import Iterable
 
 from sftkit.data.dedup import Deduper, normalize, record_text
 from sftkit.schema import prompt_and_reply, record_kind
+from sftkit.textutil import CJK as _CJK
 
 EXAMPLES = 5  # examples kept per finding
 SHORT_REPLY = 5  # characters; shorter non-empty replies are flagged
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _KANA_HANGUL = re.compile(r"[\u3040-\u30ff\uac00-\ud7af]")
 _LATIN = re.compile(r"[A-Za-z]")
 _VOWELS = re.compile(r"[aeiouyAEIOUY]")

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sftkit.errors import SftkitError
+from sftkit.textutil import json_type
 
 SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet", ".txt")
 _CHUNK = 1 << 20
@@ -102,11 +103,6 @@ def iter_files(paths: list[str | Path]) -> Iterator[Item]:
         yield from iter_file(p)
 
 
-def _json_type(value: Any) -> str:
-    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
-        type(value), "number")
-
-
 def _iter_jsonl(path: Path, source: str) -> Iterator[Item]:
     index = 0
     loads = json.loads
@@ -132,7 +128,7 @@ def _iter_jsonl(path: Path, source: str) -> Iterator[Item]:
                 if type(raw) is dict:
                     yield Item(source, lineno, index, raw)
                 else:
-                    yield Item(source, lineno, index, error=f"line is a JSON {_json_type(raw)}, not an object",
+                    yield Item(source, lineno, index, error=f"line is a JSON {json_type(raw)}, not an object",
                                raw=raw)
             index += 1
 
@@ -256,13 +252,13 @@ def _iter_json(path: Path, source: str) -> Iterator[Item]:
                     and s.skip_ws() == "":
                 for i, rec in enumerate(wrapped):  # {"data": [...]}: the records are the list's elements
                     yield Item(source, None, i, rec) if type(rec) is dict else Item(
-                        source, None, i, raw=rec, error=f"element is a JSON {_json_type(rec)}, not an object")
+                        source, None, i, raw=rec, error=f"element is a JSON {json_type(rec)}, not an object")
                 return
             if type(raw) is dict:
                 yield Item(source, line, index, raw)
             else:
                 yield Item(source, line, index, raw=raw,
-                           error=f"{'array element' if in_array else 'value'} is a JSON {_json_type(raw)}, not an object")
+                           error=f"{'array element' if in_array else 'value'} is a JSON {json_type(raw)}, not an object")
             index += 1
             if in_array:
                 ch = s.skip_ws()

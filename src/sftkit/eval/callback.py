@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from transformers import TrainerCallback
 
-from sftkit.eval.run import load_eval_records, score
+from sftkit.eval.run import load_eval_records
+from sftkit.eval.scoring import score
 
 
 class GenerationEval(TrainerCallback):

@@ -3,16 +3,8 @@
 
 from __future__ import annotations
 
-import re
-
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-
-
-def is_chinese(text: str) -> bool:
-    """Chinese when CJK characters make up at least a fifth of the letters."""
-    cjk = len(_CJK.findall(text))
-    letters = sum(ch.isalpha() for ch in text)
-    return cjk > 0 and cjk >= 0.2 * letters
+from sftkit.textutil import CJK as _CJK
+from sftkit.textutil import is_chinese
 
 
 def bleu_tokenizer(reference: str) -> str:

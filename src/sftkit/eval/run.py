@@ -16,9 +16,9 @@ import torch
 
 from sftkit.data.pipeline import ConvertOptions, Report, iter_converted, sources_from_paths
 from sftkit.errors import SftkitError
-from sftkit.eval.answers import answers_match, exact_match, extract_answer
-from sftkit.eval.metrics import bleu, rouge
+from sftkit.eval.answers import extract_answer
 from sftkit.eval.report import metrics_table, write_report
+from sftkit.eval.scoring import score
 from sftkit.progress import progress
 
 
@@ -60,7 +60,7 @@ def load_eval_records(data: str, fmt: str | None = None, max_samples: int | None
 def reference_loss(chat, items: list[dict], batch_size: int = 16) -> tuple[float, float]:
     """Token-weighted mean loss of the model on the reference replies (prompt masked) and its perplexity."""
     from sftkit.tokenize.packing import PaddedCollator
-    from sftkit.tokenize.render import Renderer, RenderOptions
+    from sftkit.tokenize.render import IGNORE, Renderer, RenderOptions
 
     renderer = Renderer(chat.tokenizer, chat.renderer.template, RenderOptions(max_length=2048, mask_history=True))
     rows = [r for r in renderer([{"messages": [*it["prompt"], {"role": "assistant", "content": it["reference"]}],
@@ -69,34 +69,11 @@ def reference_loss(chat, items: list[dict], batch_size: int = 16) -> tuple[float
     collate = PaddedCollator(chat.tokenizer.pad_token_id)
     for i in range(0, len(rows), batch_size):
         batch = {k: v.to(chat.model.device) for k, v in collate(rows[i:i + batch_size]).items()}
-        n = int((batch["labels"][:, 1:] != -100).sum())
+        n = int((batch["labels"][:, 1:] != IGNORE).sum())
         total += chat.model(**batch).loss.float().item() * n
         count += n
     loss = total / count if count else float("nan")
     return loss, math.exp(min(loss, 50))
-
-
-def score(items: list[dict], predictions: list[str]) -> tuple[dict, list[dict]]:
-    """Corpus metrics and per-sample scores."""
-    refs = [it["reference"] for it in items]
-    b, r = bleu(predictions, refs), rouge(predictions, refs)
-    per = []
-    for i, (it, pred) in enumerate(zip(items, predictions, strict=True)):
-        answer = extract_answer(pred)
-        per.append({"bleu": round(b["per_record"][i], 4), "bleu_tokenize": b["tokenizer_per_record"][i],
-                    "rouge_char": r["char"]["per_record"][i], "rouge_jieba": r["jieba"]["per_record"][i],
-                    "exact_match": exact_match(pred, it["reference"]), "predicted_answer": answer,
-                    "answer_correct": answers_match(answer, it["final_answer"]) if it["final_answer"] else None})
-    with_answer = [p for p in per if p["answer_correct"] is not None]
-    metrics = {
-        "samples": len(items), "bleu": b["bleu"], "bleu_groups": b["groups"],
-        "rouge_char": {k: v for k, v in r["char"].items() if k != "per_record"},
-        "rouge_jieba": {k: v for k, v in r["jieba"].items() if k != "per_record"},
-        "exact_match": round(sum(p["exact_match"] for p in per) / len(per), 4),
-        "answer_accuracy": round(sum(p["answer_correct"] for p in with_answer) / len(with_answer), 4) if with_answer else None,
-        "answer_samples": len(with_answer),
-    }
-    return metrics, per
 
 
 def evaluate(model: str, data: str, out_dir: str | Path | None = None, *, fmt: str | None = None,

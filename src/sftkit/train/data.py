@@ -12,7 +12,7 @@ from sftkit.data.pipeline import ConvertOptions, Report, iter_converted, sources
 from sftkit.data.registry import registry_sources
 from sftkit.errors import SftkitError
 from sftkit.tokenize.packing import packed_rows
-from sftkit.tokenize.render import Renderer, RenderOptions
+from sftkit.tokenize.render import IGNORE, Renderer, RenderOptions
 
 
 def _replace(obj, subs: dict[str, str]):
@@ -84,7 +84,7 @@ def prepare(cfg: SFTConfig, tokenizer, run_dir: Path) -> tuple[list[dict], list[
     report = {"conversion": conversion, "train_records": len(train_recs), "eval_records": len(eval_recs),
               "render": stats, "train_rows": len(train_rows), "eval_rows": len(eval_rows),
               "train_tokens": sum(len(r["input_ids"]) for r in train_rows),
-              "target_tokens": sum(sum(x != -100 for x in r["labels"]) for r in train_rows)}
+              "target_tokens": sum(sum(x != IGNORE for x in r["labels"]) for r in train_rows)}
     if cfg.data.packing:
         train_rows = packed_rows(train_rows, cfg.data.max_length)
         eval_rows = packed_rows(eval_rows, cfg.data.max_length) if eval_rows else []

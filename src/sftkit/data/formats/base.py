@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sftkit.errors import RecordError
+from sftkit.textutil import has_cjk, json_type  # noqa: F401  (re-exported for converters)
 
 
 @dataclass
@@ -68,15 +69,6 @@ def register(name: str, detect: Callable[[dict], bool], priority: int = 50):
     return deco
 
 
-def json_type(value: Any) -> str:
-    """JSON name of a Python value's type, for messages."""
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    return {dict: "object", list: "array", str: "string", type(None): "null"}.get(type(value), type(value).__name__)
-
-
 def text(value: Any, field_: str, ctx: Ctx, *, required: bool = True) -> str:
     """Return ``value`` as text: numbers and booleans become text with a warning; lists/objects are rejected."""
     if type(value) is str:
@@ -119,8 +111,3 @@ def extras(raw: dict, used: tuple[str, ...] | set[str] | frozenset[str], meta: d
         if k not in used and k != "meta":
             out[k] = v
     return out
-
-
-def has_cjk(s: str) -> bool:
-    """True when the text contains CJK ideographs (used to pick Chinese prompt wording)."""
-    return any("\u4e00" <= ch <= "\u9fff" for ch in s)

@@ -1,0 +1,29 @@
+"""Score predictions against references: corpus metrics and per-sample scores (pure, no model)."""
+
+from __future__ import annotations
+
+from sftkit.eval.answers import answers_match, exact_match, extract_answer
+from sftkit.eval.metrics import bleu, rouge
+
+
+def score(items: list[dict], predictions: list[str]) -> tuple[dict, list[dict]]:
+    """Corpus metrics and per-sample scores."""
+    refs = [it["reference"] for it in items]
+    b, r = bleu(predictions, refs), rouge(predictions, refs)
+    per = []
+    for i, (it, pred) in enumerate(zip(items, predictions, strict=True)):
+        answer = extract_answer(pred)
+        per.append({"bleu": round(b["per_record"][i], 4), "bleu_tokenize": b["tokenizer_per_record"][i],
+                    "rouge_char": r["char"]["per_record"][i], "rouge_jieba": r["jieba"]["per_record"][i],
+                    "exact_match": exact_match(pred, it["reference"]), "predicted_answer": answer,
+                    "answer_correct": answers_match(answer, it["final_answer"]) if it["final_answer"] else None})
+    with_answer = [p for p in per if p["answer_correct"] is not None]
+    metrics = {
+        "samples": len(items), "bleu": b["bleu"], "bleu_groups": b["groups"],
+        "rouge_char": {k: v for k, v in r["char"].items() if k != "per_record"},
+        "rouge_jieba": {k: v for k, v in r["jieba"].items() if k != "per_record"},
+        "exact_match": round(sum(p["exact_match"] for p in per) / len(per), 4),
+        "answer_accuracy": round(sum(p["answer_correct"] for p in with_answer) / len(with_answer), 4) if with_answer else None,
+        "answer_samples": len(with_answer),
+    }
+    return metrics, per
