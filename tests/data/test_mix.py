@@ -29,8 +29,9 @@ def sources(tmp_path):
 
 
 def test_mix_by_weight_resamples_small_source(sources):
+    # weight is a sampling multiplier (as in train configs): a 100 x 0.4 = 40, b 10 x 2 = 20
     spec = sources / "spec.yaml"
-    spec.write_text("seed: 1\nsize: 60\nsources:\n  - path: a.jsonl\n    weight: 2\n  - path: b.jsonl\n    weight: 1\n")
+    spec.write_text("seed: 1\nsize: 60\nsources:\n  - path: a.jsonl\n    weight: 0.4\n  - path: b.jsonl\n    weight: 2\n")
     r = mix(spec, sources / "out.jsonl")
     assert r["by_source"]["a"]["count"] == 40 and r["by_source"]["b"]["count"] == 20
     assert r["resampled"] == {"b": {"available": 10, "needed": 20, "drawn_with_replacement": 10}}
@@ -66,4 +67,25 @@ def test_mix_accepts_common_key_spellings(sources):
     spec = sources / "spec.yaml"
     spec.write_text("seed: 2\ntarget_size: 30\ndatasets:\n  - file: a.jsonl\n    ratio: 1\n  - file: m.jsonl\n    ratio: 2\n")
     r = mix(spec, sources / "out.jsonl")
-    assert r["by_source"]["a"]["count"] == 10 and r["by_source"]["m"]["count"] == 20
+    # a: 100 x 1, m: 50 x 2 -> equal parts of the 30
+    assert r["by_source"]["a"]["count"] == 15 and r["by_source"]["m"]["count"] == 15
+
+
+def test_mix_weight_without_size_is_a_multiplier(sources):
+    spec = sources / "spec.yaml"
+    spec.write_text("seed: 2\nsources:\n  - path: a.jsonl\n    weight: 0.5\n  - path: b.jsonl\n    weight: 3\n")
+    r = mix(spec, sources / "out.jsonl")
+    assert r["by_source"]["a"]["count"] == 50 and r["by_source"]["b"]["count"] == 30
+    assert r["resampled"]["b"]["drawn_with_replacement"] == 20
+
+
+def test_mix_sources_take_every_data_source_key(sources):
+    spec = sources / "spec.yaml"
+    spec.write_text("seed: 2\nsources:\n  - path: b.jsonl\n    replace: {'b q': 'B Q'}\n    split: train[:4]\n")
+    r = mix(spec, sources / "out.jsonl")
+    rows = [json.loads(line) for line in (sources / "out.jsonl").read_text().splitlines()]
+    assert r["size"] == 4 and all(row["messages"][0]["content"].startswith("B Q") for row in rows)
+    assert sorted(row["origin"]["line"] for row in rows) == [1, 2, 3, 4]  # lineage survives the mix
+    spec.write_text("sources:\n  - path: b.jsonl\n    colums: {a: b}\n")
+    with pytest.raises(SftkitError, match=r"sources\[0\] has unknown key 'colums' \(did you mean 'columns'\?\)"):
+        mix(spec, sources / "o.jsonl")

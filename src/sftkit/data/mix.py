@@ -3,34 +3,40 @@
 Spec (YAML)::
 
     seed: 42
-    size: 1000                      # target number of records
+    size: 1000                      # target number of records (default: what the weights give)
     categories:                     # optional: shares per category (else: by source weight)
       single-turn: 0.6
       multi-turn: 0.25
       domain: 0.15
     sources:
       - path: alpaca_zh_demo.json   # file or folder, relative to the spec; or registry: + dataset:
-        weight: 2                   # by-weight mode (default 1)
+        weight: 2                   # by-weight mode: a sampling multiplier (default 1 = every record once)
         category: domain            # by-category mode; omitted -> single-turn / multi-turn / text, per record
-        format: alpaca              # optional, like --format
+        format: alpaca              # any key of a data source (sftkit.data.source.DataSource): format, columns,
+                                    # speaker_map, repairs, data_root, replace, split, name; `paths` for several files
 
-A pool that runs out is sampled with replacement, and the report says so.
+Each source is read by the one loader (:mod:`sftkit.data.source`), and ``weight`` means what it means in a train
+config: a source contributes ``weight x its record count``; with ``size``, every contribution is scaled by the
+same factor so they sum to ``size``. A pool that runs out is sampled with replacement, and the report says so.
+Records keep their ``origin`` (file, line) and get ``meta.mix_source`` / ``meta.mix_category``.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import random
 from collections import Counter
 from pathlib import Path
 
 import yaml
+from pydantic import ValidationError
 
-from sftkit.data.pipeline import ConvertOptions, Report, iter_converted, sources_from_paths
+from sftkit.data.pipeline import ConvertOptions, Report
+from sftkit.data.source import DataSource, apportion, draw, load, weighted
 from sftkit.errors import SftkitError
 from sftkit.schema import record_kind
 
-_SOURCE_KEYS = {"path", "paths", "weight", "category", "format", "name", "registry", "dataset"}
 _SPEC_KEYS = {"seed", "size", "categories", "sources"}
 # other spellings people use for the same keys
 _SPEC_ALIASES = {"target_size": "size", "total": "size", "n": "size", "num_samples": "size",
@@ -69,53 +75,38 @@ def load_spec(path: str | Path) -> dict:
     for i, s in enumerate(spec["sources"]):
         if not isinstance(s, dict) or not ({"path", "paths", "dataset"} & set(s)):
             raise SftkitError(f"{path}: sources[{i}] needs 'path' (or 'paths', or 'registry' + 'dataset')")
-        if unknown := set(s) - _SOURCE_KEYS:
-            raise SftkitError(f"{path}: sources[{i}] has unknown key(s) {sorted(unknown)}; allowed: {sorted(_SOURCE_KEYS)}")
         w = s.get("weight", 1)
         if not isinstance(w, int | float) or isinstance(w, bool) or w < 0:
             raise SftkitError(f"{path}: sources[{i}].weight must be a number >= 0, got {w!r}")
+        _data_sources(s, i, path)  # every other key is checked as a data source
     size = spec.get("size")
-    if size is not None and (not isinstance(size, int) or size < 1):
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
         raise SftkitError(f"{path}: size must be a positive integer, got {size!r}")
     return spec
 
 
-def _load_source(s: dict, base: Path, opts: ConvertOptions, report: Report, rejects: list[dict]) -> list[dict]:
-    from sftkit.data.registry import registry_sources
-
-    if "dataset" in s:
-        reg = base / s.get("registry", "dataset_info.json")
-        sources = registry_sources(reg, [s["dataset"]], opts)
-    else:
-        paths = s.get("paths") or [s["path"]]
-        sources = sources_from_paths([base / p for p in paths], ConvertOptions(**{**opts.__dict__, "format": s.get("format")}))
+def _data_sources(s: dict, i: int, spec_path: Path) -> list[DataSource]:
+    """A spec entry as data sources (``paths`` gives one per path), paths taken from the spec's folder."""
+    entry = {k: v for k, v in s.items() if k != "paths"}
+    paths = s.get("paths")
+    if paths is not None and (not isinstance(paths, list) or not paths):
+        raise SftkitError(f"{spec_path}: sources[{i}].paths must be a non-empty list")
     out = []
-    for _, records, rej in iter_converted(sources, opts, report):
-        if records:
-            out.extend(records)
-        else:
-            rejects.append(rej)
+    for p in paths or [None]:
+        raw = {**entry, "path": p} if p is not None else entry
+        try:
+            out.append(DataSource.model_validate(raw).resolved(spec_path.parent))
+        except ValidationError as e:
+            err = e.errors()[0]
+            where = "".join(f".{x}" for x in err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                key, options = str(err["loc"][-1]), [*DataSource.model_fields, "paths"]
+                close = difflib.get_close_matches(key, options, n=1, cutoff=0.5)
+                hint = f" (did you mean {close[0]!r}?)" if close else f"; allowed: {', '.join(sorted(options))}"
+                raise SftkitError(f"{spec_path}: sources[{i}] has unknown key {key!r}{hint}") from None
+            raise SftkitError(f"{spec_path}: sources[{i}]{where}: {msg}") from None
     return out
-
-
-def _apportion(size: int, weights: dict[str, float]) -> dict[str, int]:
-    """Split ``size`` by weight with largest-remainder rounding (the parts sum to ``size``)."""
-    total = sum(weights.values())
-    if total <= 0:
-        raise SftkitError("weights (or category shares) must not all be zero")
-    exact = {k: size * w / total for k, w in weights.items()}
-    counts = {k: int(v) for k, v in exact.items()}
-    for k in sorted(exact, key=lambda k: exact[k] - counts[k], reverse=True)[: size - sum(counts.values())]:
-        counts[k] += 1
-    return counts
-
-
-def draw(pool: list[dict], n: int, rng: random.Random) -> tuple[list[dict], int]:
-    """n records from the pool: without replacement while it lasts, then with replacement."""
-    if n <= len(pool):
-        return rng.sample(pool, n), 0
-    extra = n - len(pool)
-    return list(pool) + [rng.choice(pool) for _ in range(extra)], extra
 
 
 def mix(spec_path: str | Path, out: str | Path, size: int | None = None, seed: int | None = None,
@@ -123,63 +114,84 @@ def mix(spec_path: str | Path, out: str | Path, size: int | None = None, seed: i
     """Mix the spec's sources into ``out`` (JSONL); return the realized proportions and what was resampled."""
     spec_path = Path(spec_path)
     spec = load_spec(spec_path)
-    opts = opts or ConvertOptions()
     seed = spec.get("seed", 42) if seed is None else seed
     rng = random.Random(seed)
-    report, rejects = Report(), []
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rejects_path = out.with_name(out.stem + ".rejects.jsonl")
+    rejects_path.unlink(missing_ok=True)  # a stale rejects file from an earlier run would mislead
+    report = Report()
     pools: dict[str, list[dict]] = {}
     weights: dict[str, float] = {}
     for i, s in enumerate(spec["sources"]):
         name = s.get("name") or Path(s.get("path") or s.get("dataset") or f"source{i}").stem
         if name in pools:
             name = f"{name}#{i}"
-        recs = _load_source(s, spec_path.parent, opts, report, rejects)
+        part = rejects_path.with_name(f"{rejects_path.name}.{i}.part")
+        extra = {"dedup": opts.dedup, "near_threshold": opts.near_threshold} if opts and opts.dedup else {}
+        try:
+            recs = [r for pool in load(_data_sources(s, i, spec_path), seed=seed, report=report, rejects=part,
+                                       **extra) for r in pool.records]
+        finally:
+            _append(part, rejects_path)
         for r in recs:
             r["meta"]["mix_source"] = name
             r["meta"]["mix_category"] = s.get("category") or auto_category(r)
         pools[name], weights[name] = recs, s.get("weight", 1)
-    size = size or spec.get("size") or sum(len(p) for p in pools.values())
+    size = size or spec.get("size")
     if spec.get("categories"):
-        shares = {str(k): float(v) for k, v in spec["categories"].items()}
-        groups: dict[str, list[dict]] = {k: [] for k in shares}
-        for name, recs in pools.items():
-            for r in recs:
-                cat = r["meta"]["mix_category"]
-                if cat not in groups:
-                    raise SftkitError(f"source {name!r} has records of category {cat!r}, which has no share in "
-                                      f"'categories' ({', '.join(shares)}); add it or set the source's category")
-                groups[cat].append(r)
-        targets, pools_used = _apportion(size, shares), groups
+        chosen, targets, resampled = _by_category(pools, spec["categories"], size, rng)
     else:
-        targets, pools_used = _apportion(size, weights), pools
-    chosen, resampled = [], {}
-    for key, n in targets.items():
-        pool = pools_used[key]
-        if n and not pool:
-            raise SftkitError(f"{key!r} should supply {n} records but has none after conversion")
-        got, extra = draw(pool, n, rng)
-        if extra:
-            resampled[key] = {"available": len(pool), "needed": n, "drawn_with_replacement": extra}
-        chosen.extend(got)
-    rng.shuffle(chosen)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", encoding="utf-8") as fh:
-        for r in chosen:
-            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-    rej_path = out.with_name(out.stem + ".rejects.jsonl")
-    if rejects:
-        with open(rej_path, "w", encoding="utf-8") as fh:
-            for r in rejects:
-                fh.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")
+        chosen, targets, resampled = weighted(pools, weights, rng, size)
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for r in chosen:
+                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
     by_source = Counter(r["meta"]["mix_source"] for r in chosen)
     by_cat = Counter(r["meta"]["mix_category"] for r in chosen)
+    n = max(len(chosen), 1)
     return {
         "size": len(chosen), "seed": seed, "mode": "categories" if spec.get("categories") else "weights",
         "targets": targets, "resampled": resampled,
-        "by_source": {k: {"count": v, "share": round(v / len(chosen), 4)} for k, v in by_source.most_common()},
-        "by_category": {k: {"count": v, "share": round(v / len(chosen), 4)} for k, v in by_cat.most_common()},
+        "by_source": {k: {"count": v, "share": round(v / n, 4)} for k, v in by_source.most_common()},
+        "by_category": {k: {"count": v, "share": round(v / n, 4)} for k, v in by_cat.most_common()},
         "conversion": {"read": report.total("read"), "converted": report.total("converted"),
                        "rejected": report.total("rejected")},
-        "rejects_path": str(rej_path) if rejects else None,
+        "rejects_path": str(rejects_path) if rejects_path.exists() else None,
     }
+
+
+def _by_category(pools: dict[str, list[dict]], categories: dict, size: int | None, rng: random.Random):
+    """Draw ``size`` records split by category shares: (records, count per category, what was resampled)."""
+    shares = {str(k): float(v) for k, v in categories.items()}
+    groups: dict[str, list[dict]] = {k: [] for k in shares}
+    for name, recs in pools.items():
+        for r in recs:
+            cat = r["meta"]["mix_category"]
+            if cat not in groups:
+                raise SftkitError(f"source {name!r} has records of category {cat!r}, which has no share in "
+                                  f"'categories' ({', '.join(shares)}); add it or set the source's category")
+            groups[cat].append(r)
+    targets = apportion(size or sum(len(p) for p in pools.values()), shares)
+    chosen, resampled = [], {}
+    for key, n in targets.items():
+        if n and not groups[key]:
+            raise SftkitError(f"{key!r} should supply {n} records but has none after conversion")
+        got, extra = draw(groups[key], n, rng)
+        if extra:
+            resampled[key] = {"available": len(groups[key]), "needed": n, "drawn_with_replacement": extra}
+        chosen.extend(got)
+    rng.shuffle(chosen)
+    return chosen, targets, resampled
+
+
+def _append(part: Path, dest: Path) -> None:
+    """Move one source's rejects into the mix's rejects file."""
+    if part.exists():
+        with open(dest, "a", encoding="utf-8") as fo:
+            fo.write(part.read_text(encoding="utf-8"))
+        part.unlink()

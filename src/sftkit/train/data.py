@@ -1,93 +1,106 @@
-"""Training data for a run: data engine -> weighted mix -> split -> rendered rows (-> packed rows)."""
+"""Training data for a run: the one loader -> weighted mix -> split -> rendered rows (-> packed rows).
+
+Everything that happens to the records is counted in the run's ``data_report.json``, per source and per
+file; records the data engine refused are written to the run's ``rejects.jsonl`` with file, line, field and
+reason. Every row keeps the ``origin`` (file, line) of its record, so a training row can be traced back.
+"""
 
 from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 from pathlib import Path
 
 from sftkit.config import SFTConfig
-from sftkit.data.mix import draw
-from sftkit.data.pipeline import ConvertOptions, Report, iter_converted, sources_from_paths
-from sftkit.data.registry import registry_sources
+from sftkit.data.pipeline import Report
+from sftkit.data.source import DataSource, load, weighted
 from sftkit.errors import SftkitError
 from sftkit.tokenize.packing import packed_rows
 from sftkit.tokenize.render import IGNORE, Renderer, RenderOptions
 
 
-def _replace(obj, subs: dict[str, str]):
-    if isinstance(obj, str):
-        for k, v in subs.items():
-            obj = obj.replace(k, v)
-        return obj
-    if isinstance(obj, list):
-        return [_replace(x, subs) for x in obj]
-    if isinstance(obj, dict):
-        return {k: _replace(v, subs) for k, v in obj.items()}
-    return obj
+def eval_source(cfg: SFTConfig) -> DataSource | None:
+    """The config's separate evaluation source, if any."""
+    ev = cfg.data.eval_file
+    return DataSource(path=ev) if isinstance(ev, str) else ev
 
 
-def load_records(cfg: SFTConfig) -> tuple[list[dict], list[dict], dict]:
-    """(train records, eval records, conversion report) for the config's datasets."""
+def load_records(cfg: SFTConfig, run_dir: Path | None = None) -> tuple[list[dict], list[dict], dict]:
+    """(train records, eval records, report) for the config's sources; rejects go to ``run_dir/rejects.jsonl``."""
     rng = random.Random(cfg.data.seed)
     report = Report()
-    pools = []
-    for ds in cfg.data.datasets:
-        opts = ConvertOptions(format=ds.format)
-        sources = registry_sources(ds.registry, [ds.dataset], opts) if ds.dataset else sources_from_paths([ds.path], opts)
-        records = [r for _, recs, _ in iter_converted(sources, opts, report) for r in recs or []]
-        if not records:
-            raise SftkitError(f"dataset {ds.path or ds.dataset}: no valid records (run `sftkit data check` on it)")
-        pools.append((ds, [_replace(r, ds.replace) for r in records] if ds.replace else records))
-    train, evals = [], []
-    for ds, records in pools:
+    rejects = run_dir / "rejects.jsonl" if run_dir is not None else None
+    pools = load(cfg.data.datasets, seed=cfg.data.seed, report=report, rejects=rejects)
+    names = _unique([p.source.label for p in pools])
+    train_pools, weights, evals, per_source = {}, {}, [], {}
+    for name, pool in zip(names, pools, strict=True):
+        records = pool.records
         rng.shuffle(records)
         n_eval = round(len(records) * cfg.data.val_size)
         evals += records[:n_eval]
-        train.append((ds.weight, records[n_eval:]))
-    mixed = _mix(train, rng)
+        train_pools[name], weights[name] = records[n_eval:], pool.source.weight
+        per_source[name] = {"read": pool.read, "rejected": pool.rejected, "records": len(records),
+                            "eval": n_eval, "weight": pool.source.weight}
+    mixed, counts, resampled = weighted(train_pools, weights, rng)
     if cfg.data.max_samples:
         mixed = mixed[: cfg.data.max_samples]
-    if cfg.data.eval_file:
-        opts = ConvertOptions()
-        evals = [r for _, recs, _ in iter_converted(sources_from_paths([cfg.data.eval_file], opts), opts, report)
-                 for r in recs or []]
-    return mixed, evals, report.to_dict()
+    ev = eval_source(cfg)
+    if ev is not None:
+        (eval_pool,) = load([ev], seed=cfg.data.seed, report=report, rejects=rejects)
+        evals = eval_pool.records
+        per_source[f"eval: {ev.label}"] = {"read": eval_pool.read, "rejected": eval_pool.rejected,
+                                           "records": len(evals), "eval": len(evals)}
+    conversion = report.to_dict()
+    conversion["rejects_path"] = str(rejects) if conversion["rejected"] and rejects is not None else None
+    return mixed, evals, {"conversion": conversion, "sources": per_source, "drawn": counts, "resampled": resampled}
 
 
-def _mix(pools: list[tuple[float, list[dict]]], rng: random.Random) -> list[dict]:
-    """Weight 1 = every record once; other weights scale each source's count (the data engine's draw:
-    without replacement while a source lasts, then with replacement)."""
+def _unique(names: list[str]) -> list[str]:
+    seen: Counter = Counter()
     out = []
-    for weight, records in pools:
-        out += draw(records, round(len(records) * weight), rng)[0]
-    rng.shuffle(out)
+    for n in names:
+        seen[n] += 1
+        out.append(n if seen[n] == 1 else f"{n}#{seen[n]}")
     return out
 
 
 def build_rows(records: list[dict], renderer: Renderer) -> list[dict]:
-    """Rendered rows (input_ids, labels); dropped records are counted in ``renderer.stats``."""
+    """Rendered rows (input_ids, labels, origin); dropped records are counted in ``renderer.stats``."""
     return [r for r in renderer.render_many(records) if r is not None]
 
 
-def prepare(cfg: SFTConfig, tokenizer, run_dir: Path) -> tuple[list[dict], list[dict], Renderer]:
-    """Train and eval rows for a run; writes the data report to the run folder."""
-    train_recs, eval_recs, conversion = load_records(cfg)
+def _per_file(rows: list[dict]) -> dict[str, int]:
+    return dict(Counter((r.get("origin") or {}).get("file", "?") for r in rows))
+
+
+def prepare(cfg: SFTConfig, tokenizer, run_dir: Path, write: bool = True) -> tuple[list[dict], list[dict], Renderer]:
+    """Train and eval rows for a run; writes ``data_report.json`` (and ``rejects.jsonl``) to the run folder.
+
+    ``write=False`` (processes other than the main one) writes nothing."""
+    train_recs, eval_recs, loaded = load_records(cfg, run_dir if write else None)
     opts = RenderOptions(max_length=cfg.data.max_length, overflow=cfg.data.overflow,
                          train_on_prompt=cfg.data.train_on_prompt, mask_history=cfg.data.mask_history)
     renderer = Renderer(tokenizer, cfg.template, opts)
     train_rows = build_rows(train_recs, renderer)
     stats = renderer.stats.to_dict()
     eval_rows = build_rows(eval_recs, renderer) if eval_recs else []
-    if not train_rows:
-        raise SftkitError("no training rows left after rendering (all dropped: see data_report.json)")
-    report = {"conversion": conversion, "train_records": len(train_recs), "eval_records": len(eval_recs),
+    report = {**loaded, "train_records": len(train_recs), "eval_records": len(eval_recs),
               "render": stats, "train_rows": len(train_rows), "eval_rows": len(eval_rows),
+              "train_rows_per_file": _per_file(train_rows),
               "train_tokens": sum(len(r["input_ids"]) for r in train_rows),
               "target_tokens": sum(sum(x != IGNORE for x in r["labels"]) for r in train_rows)}
-    if cfg.data.packing:
+    if cfg.data.packing and train_rows:
         train_rows = packed_rows(train_rows, cfg.data.max_length)
         eval_rows = packed_rows(eval_rows, cfg.data.max_length) if eval_rows else []
         report["packed_rows"] = len(train_rows)
-    (run_dir / "data_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    path = run_dir / "data_report.json"
+    if write:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str))
+        tmp.replace(path)
+    if not train_rows:
+        dropped = ", ".join(f"{k} {v}" for k, v in stats["dropped"].items()) or "none"
+        raise SftkitError(f"no training rows left after rendering ({len(train_recs)} records; dropped: {dropped}; "
+                          f"see {path})")
     return train_rows, eval_rows, renderer

@@ -1,0 +1,58 @@
+"""Prompt-only records: what ``sftkit generate`` (and later a server or RL rollouts) reply to.
+
+``{"prompt" | "question" | "query" | "instruction" (+ "input"): ...}`` with no reply field, or a turn list
+(``messages`` / ``conversations``) that ends with a user (or tool) turn. The result is a conversation that ends
+with a user turn. Detected only when no reply field is present, so records with replies keep their own format.
+Outside generation, a flat prompt-only record is refused with that reason (it has nothing to learn from), and
+a turn list is read as ShareGPT/OpenAI (whose validation drops an unanswered last turn with a warning).
+"""
+
+from __future__ import annotations
+
+from sftkit.data.formats.base import Ctx, register, text
+from sftkit.data.formats.sharegpt import convert_sharegpt, finish, with_system
+from sftkit.errors import RecordError
+
+PROMPT_KEYS = ("prompt", "question", "query", "instruction")
+REPLY_KEYS = ("output", "answer", "completion", "response", "chosen", "rejected", "label")  # "reference" stays in meta
+_TURN_KEYS = ("messages", "conversations")
+
+
+def _last_role(turns) -> str | None:
+    last = turns[-1] if isinstance(turns, list) and turns else None
+    role = last.get("role", last.get("from")) if isinstance(last, dict) else None
+    return role.strip().lower() if isinstance(role, str) else None
+
+
+def is_prompt_only(raw: dict) -> bool:
+    """True for a record with a prompt and no reply (turn lists: ending with a user or tool turn)."""
+    if any(k in raw for k in REPLY_KEYS):
+        return False
+    key = next((k for k in _TURN_KEYS if k in raw), None)
+    if key is not None:
+        return _last_role(raw[key]) in ("user", "human", "tool", "observation", "function")
+    return any(k in raw for k in PROMPT_KEYS) and not {"chunks", "turns", "problem", "caption"} & set(raw)
+
+
+@register("prompt", detect=is_prompt_only, priority=5)
+def convert_prompt(raw: dict, ctx: Ctx) -> dict:
+    """A prompt with no reply (a conversation ending with a user turn), for generation."""
+    if any(k in raw for k in _TURN_KEYS):
+        return convert_sharegpt(raw, ctx)
+    if not ctx.options.prompts:
+        raise RecordError(_reply_field(raw), "prompt-only record: there is no reply to learn from "
+                          "(usable as input to `sftkit generate`)")
+    if "instruction" in raw:
+        parts = [t for k in ("instruction", "input") if (t := text(raw.get(k), k, ctx, required=False))]
+        used = {"instruction", "input"}
+    else:
+        key = next(k for k in PROMPT_KEYS if k in raw)
+        parts, used = [text(raw[key], key, ctx)], {key}
+    if not parts or not "".join(parts).strip():
+        raise RecordError(next(k for k in PROMPT_KEYS if k in raw), "blank prompt")
+    messages = with_system([{"role": "user", "content": "\n".join(parts)}], raw, "system", ctx, used)
+    return finish(raw, ctx, messages, used)
+
+
+def _reply_field(raw: dict) -> str:
+    return "output" if "instruction" in raw else "answer" if "question" in raw else "completion"
