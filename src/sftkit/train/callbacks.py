@@ -1,14 +1,21 @@
-"""Trainer callbacks: metrics as JSONL in the run folder, and a marker that a checkpoint is complete."""
+"""Trainer callbacks: metrics as JSONL in the run folder, and checkpoints marked complete, then rotated."""
 
 from __future__ import annotations
 
 import json
-import os
+import math
 from pathlib import Path
 
 from transformers import TrainerCallback
 
-COMPLETE = "SFTKIT_COMPLETE"  # written last: a checkpoint without it was interrupted and is never resumed from
+from sftkit.train.run_dir import (  # noqa: F401  (COMPLETE, last_complete_checkpoint: re-exported)
+    COMPLETE,
+    discard,
+    is_main_process,
+    last_complete_checkpoint,
+    mark_complete,
+    prune_checkpoints,
+)
 
 
 class MetricsJsonl(TrainerCallback):
@@ -18,28 +25,35 @@ class MetricsJsonl(TrainerCallback):
         self.path = path
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if state.is_world_process_zero and logs:
+        if is_main_process() and logs:
+            rec = {"step": state.global_step, "epoch": state.epoch, **{k: _json(v) for k, v in logs.items()}}
             with open(self.path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
+                fh.write(json.dumps(rec, default=str) + "\n")
+
+
+def _json(value):
+    """NaN/Infinity are not JSON: a diverged loss is written as null."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 class MarkComplete(TrainerCallback):
-    """After the Trainer has written a checkpoint, mark it complete (atomically, by rename)."""
+    """Checkpoints that can always be resumed: the Trainer writes ``checkpoint-N``, this callback fsyncs and marks
+    it, and only then deletes older ones beyond ``keep`` (the Trainer's own rotation must be off). Each save step is
+    also a logging step, so the logged losses cover the run up to every checkpoint (whole-run train loss after a
+    resume, exact ``metrics.jsonl`` truncation)."""
+
+    def __init__(self, keep: int):
+        self.keep = keep
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if control.should_save:
+            control.should_log = True
+            if is_main_process():  # a folder of that name left by an earlier run must not be written into
+                discard(Path(args.output_dir) / f"checkpoint-{state.global_step}")
 
     def on_save(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
+        if is_main_process():
             ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if ckpt.is_dir():
-                tmp = ckpt / (COMPLETE + ".tmp")
-                tmp.write_text(str(state.global_step))
-                os.replace(tmp, ckpt / COMPLETE)
-
-
-def last_complete_checkpoint(output_dir: Path) -> str | None:
-    """The newest checkpoint folder that was completely written, or None."""
-    found = []
-    for d in Path(output_dir).glob("checkpoint-*"):
-        suffix = d.name.rsplit("-", 1)[-1]
-        if suffix.isdigit() and (d / COMPLETE).exists() and (d / "trainer_state.json").exists():
-            found.append((int(suffix), d))
-    return str(max(found)[1]) if found else None
+                mark_complete(ckpt)
+                prune_checkpoints(Path(args.output_dir), self.keep)

@@ -2,13 +2,15 @@
 
 A run folder holds ``config.yaml`` (resolved), ``data_report.json``, ``metrics.jsonl``,
 ``checkpoint-N/`` (the last K, each marked complete when fully written) and ``final/`` (the model or
-adapter, its tokenizer and ``sftkit.json``).
+adapter, its tokenizer and ``sftkit.json``). How the folder survives kills, full disks and a second
+training started into it is in ``train/run_dir.py``.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -23,8 +25,27 @@ from sftkit.methods import METHODS
 from sftkit.models import load_model, load_tokenizer
 from sftkit.tokenize.packing import ATTENTION, PackedCollator, PaddedCollator
 from sftkit.tokenize.templates import get_template
-from sftkit.train.callbacks import MarkComplete, MetricsJsonl, last_complete_checkpoint
+from sftkit.train.callbacks import MarkComplete, MetricsJsonl
 from sftkit.train.data import prepare
+from sftkit.train.run_dir import (
+    COMPLETE,
+    PARTIAL_FINAL,
+    atomic_write_text,
+    checkpoints,
+    clean_interrupted,
+    discard,
+    disk_full_is_user_error,
+    fsync_dir,
+    fsync_tree,
+    is_complete,
+    is_main_process,
+    last_complete_checkpoint,
+    lock_run_dir,
+    release_run_dir,
+    remove_tmp_files,
+    truncate_metrics,
+    whole_run_train_loss,
+)
 
 
 class _Rows(torch.utils.data.Dataset):
@@ -53,56 +74,92 @@ def _resume_from(cfg: SFTConfig, run_dir: Path) -> str | None:
         return None
     if resume == "auto":
         return last_complete_checkpoint(run_dir)
-    if not Path(resume).is_dir():
+    ckpt = Path(resume)
+    if not ckpt.is_dir():
         raise SftkitError(f"train.resume: checkpoint {resume!r} not found")
+    if ((ckpt / COMPLETE).exists() or ckpt.resolve().parent == run_dir.resolve()) and not is_complete(ckpt):
+        raise SftkitError(f"train.resume: checkpoint {resume!r} is incomplete (interrupted while being saved or "
+                          "deleted); use train.resume=auto to continue from the last complete one")
     return resume
 
 
-def _fresh_start_guard(cfg: SFTConfig, run_dir: Path) -> None:
-    """A run that does not resume must not mix with checkpoints or metrics of an earlier run in its folder."""
-    if _resume_from(cfg, run_dir) is not None:
+def _prepare_run_dir(cfg: SFTConfig, run_dir: Path) -> None:
+    """A resumed run drops what the interruption left and the metrics logged after its checkpoint; a fresh run
+    must not mix with checkpoints or metrics of an earlier run in its folder."""
+    resume = _resume_from(cfg, run_dir)
+    if resume is not None:
+        clean_interrupted(run_dir)
+        state = json.loads((Path(resume) / "trainer_state.json").read_text(encoding="utf-8"))
+        truncate_metrics(run_dir / "metrics.jsonl", int(state.get("global_step", 0)))
         return
-    old = sorted(run_dir.glob("checkpoint-*"))
+    old = checkpoints(run_dir)
     if old and not cfg.train.overwrite:
         why = "none of them is complete" if cfg.train.resume == "auto" else "this run does not resume"
         raise SftkitError(f"{run_dir} holds checkpoints of an earlier run ({old[-1].name}, ...) and {why}; set "
                           "train.resume=auto to continue it, train.overwrite=true to start over, or another output_dir")
     for d in old:
-        shutil.rmtree(d)
+        discard(d)
+    clean_interrupted(run_dir)
     (run_dir / "metrics.jsonl").unlink(missing_ok=True)
 
 
 def train(cfg: SFTConfig) -> Path:
-    """Run one fine-tuning job; return the run folder."""
-    trainer, run_dir, tokenizer, has_eval = build(cfg)
+    """Run one fine-tuning job; return the run folder.
 
-    # 4. train (resuming from the last complete checkpoint when asked), evaluate, save
-    result = trainer.train(resume_from_checkpoint=_resume_from(cfg, run_dir))
-    metrics = dict(result.metrics)
-    if has_eval:
-        ev = trainer.evaluate()
-        metrics.update(ev)
-        if "eval_loss" in ev:
-            metrics["eval_perplexity"] = math.exp(min(ev["eval_loss"], 50))
-    save_final(trainer.model, tokenizer, cfg, run_dir / "final", metrics)
+    Raises:
+        SftkitError: bad options or data, the folder is in use by another training, or the disk is full.
+    """
+    run_dir = Path(cfg.train.output_dir)
+    try:
+        with disk_full_is_user_error(run_dir):
+            trainer, run_dir, tokenizer, has_eval = build(cfg)
+
+            # 4. train (resuming from the last complete checkpoint when asked), evaluate, save
+            result = trainer.train(resume_from_checkpoint=_resume_from(cfg, run_dir))
+            metrics = dict(result.metrics)
+            whole = whole_run_train_loss(trainer.state.log_history, trainer.state.global_step)
+            if whole is not None:  # the Trainer's own figure covers only the steps since a resume
+                metrics["train_loss"] = whole
+            if has_eval:
+                ev = trainer.evaluate()
+                metrics.update(ev)
+                if "eval_loss" in ev:
+                    metrics["eval_perplexity"] = math.exp(min(ev["eval_loss"], 50))
+            if is_main_process():
+                save_final(trainer.model, tokenizer, cfg, run_dir / "final", metrics)
+    except BaseException:
+        if run_dir.is_dir():
+            remove_tmp_files(run_dir)
+        raise
+    finally:
+        release_run_dir(run_dir)
     return run_dir
 
 
 def build(cfg: SFTConfig):
-    """Everything up to the first step: (trainer, run folder, tokenizer, has eval data)."""
+    """Everything up to the first step: (trainer, run folder, tokenizer, has eval data).
+
+    Takes the run folder's lock (held until ``train`` ends, or the process does).
+    """
+    if cfg.train.max_steps == 0 or cfg.train.max_steps < -1:
+        raise SftkitError(f"train.max_steps={cfg.train.max_steps}: max_steps must be > 0 (or -1 for epochs)")
     run_dir = Path(cfg.train.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _fresh_start_guard(cfg, run_dir)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), allow_unicode=True, sort_keys=False))
+    main = is_main_process()
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock_run_dir(run_dir)
+        _prepare_run_dir(cfg, run_dir)
+        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(), allow_unicode=True, sort_keys=False))
     torch.manual_seed(cfg.train.seed)
 
     # 1. data: canonical records -> rendered rows (masks) -> packed rows
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
-    train_rows, eval_rows, renderer = prepare(cfg, tokenizer, run_dir)
+    train_rows, eval_rows, renderer = prepare(cfg, tokenizer, run_dir, write=main)
     stats = renderer.stats
     dropped = ", ".join(f"{k} {v}" for k, v in stats.dropped.items()) or "none"
-    print(f"data: {len(train_rows)} training rows{' (packed)' if cfg.data.packing else ''}, {len(eval_rows)} eval rows; "
-          f"truncated {stats.truncated}, dropped: {dropped} (details in {run_dir / 'data_report.json'})", flush=True)
+    if main:
+        print(f"data: {len(train_rows)} training rows{' (packed)' if cfg.data.packing else ''}, {len(eval_rows)} eval rows; "
+              f"truncated {stats.truncated}, dropped: {dropped} (details in {run_dir / 'data_report.json'})", flush=True)
 
     # 2. model + method (the registry decides what trains)
     method = METHODS[cfg.method]
@@ -125,7 +182,7 @@ def build(cfg: SFTConfig):
         max_grad_norm=cfg.train.max_grad_norm, logging_steps=cfg.train.logging_steps,
         eval_strategy=("steps" if cfg.train.eval_steps else "epoch") if has_eval else "no",
         eval_steps=cfg.train.eval_steps, save_strategy="steps", save_steps=cfg.train.save_steps,
-        save_total_limit=cfg.train.save_total_limit, seed=cfg.train.seed, data_seed=cfg.train.seed,
+        save_total_limit=None, seed=cfg.train.seed, data_seed=cfg.train.seed,
         neftune_noise_alpha=cfg.train.neftune_alpha, report_to=["tensorboard"] if cfg.train.tensorboard else [],
         dataloader_num_workers=cfg.train.num_workers, remove_unused_columns=False, use_cpu=not torch.cuda.is_available(),
         disable_tqdm=not sys.stderr.isatty(), save_only_model=False, **_precision(cfg),
@@ -133,7 +190,7 @@ def build(cfg: SFTConfig):
     collator = PackedCollator() if cfg.data.packing else PaddedCollator(tokenizer.pad_token_id)
     trainer = Trainer(model=model, args=args, train_dataset=_Rows(train_rows), eval_dataset=_Rows(eval_rows) if has_eval else None,
                       data_collator=collator, processing_class=tokenizer,
-                      callbacks=[MetricsJsonl(run_dir / "metrics.jsonl"), MarkComplete()])
+                      callbacks=[MetricsJsonl(run_dir / "metrics.jsonl"), MarkComplete(cfg.train.save_total_limit)])
     if cfg.eval.every_steps:  # generation metrics logged with the loss
         from sftkit.eval.callback import GenerationEval
 
@@ -144,14 +201,31 @@ def build(cfg: SFTConfig):
 
 
 def save_final(model, tokenizer, cfg: SFTConfig, out: Path, metrics: dict) -> None:
-    """Save the trained model (or adapter) with its tokenizer and what produced it."""
+    """Save the trained model (or adapter) with its tokenizer and what produced it.
+
+    The folder is written beside ``out`` and renamed into place, so a kill or a full disk leaves no partial
+    ``final/``. A method that is not an adapter method saves full weights, merged if the model it trained
+    carries an adapter (a full run started from a LoRA run folder); ``sftkit.json`` says what was saved.
+    """
     if getattr(model.config, "_attn_implementation", None) == ATTENTION:
         model.set_attn_implementation("sdpa")
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
-    if cfg.template:  # plain transformers then renders prompts exactly as training did
-        tokenizer.chat_template = get_template(cfg.template).jinja()
-    tokenizer.save_pretrained(out)
-    info = {"base_model": cfg.model, "method": cfg.method, "template": cfg.template,
-            "adapter": METHODS[cfg.method].adapter, "metrics": metrics}
-    (out / "sftkit.json").write_text(json.dumps(info, indent=2, default=str))
+    if not METHODS[cfg.method].adapter and hasattr(model, "peft_config") and hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    partial = out.parent / PARTIAL_FINAL
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        partial.mkdir(parents=True)
+        model.save_pretrained(partial, safe_serialization=True)
+        if cfg.template:  # plain transformers then renders prompts exactly as training did
+            tokenizer.chat_template = get_template(cfg.template).jinja()
+        tokenizer.save_pretrained(partial)
+        info = {"base_model": cfg.model, "method": cfg.method, "template": cfg.template,
+                "adapter": (partial / "adapter_config.json").exists(), "metrics": metrics}
+        atomic_write_text(partial / "sftkit.json", json.dumps(info, indent=2, default=str))
+        fsync_tree(partial)
+        discard(out)
+        os.replace(partial, out)
+        fsync_dir(out.parent)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
