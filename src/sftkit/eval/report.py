@@ -30,8 +30,10 @@ def metrics_table(m: dict) -> str:
     """Aligned text table of one evaluation."""
     lines = [f"{m.get('model', '')} on {m.get('data', '')} ({m['samples']} samples)"]
     lines += [f"  {label:<28}{_fmt(get(m)):>12}" for label, get in ROWS]
-    groups = ", ".join(f"{tok}: {g['n']} records" for tok, g in m["bleu_groups"].items())
-    lines.append(f"  BLEU tokenization per record ({groups}); ROUGE F1 x100; Chinese ROUGE by characters and by jieba words")
+    lines.append(f"  BLEU: one corpus score, tokenize={m.get('bleu_tokenize', '?')}; ROUGE F1 x100, tokenized per "
+                 "pair from the reference (Chinese pairs by characters and by jieba words)")
+    lines.append(f"  answer accuracy over {m.get('answer_samples', 0)} of {m['samples']} records "
+                 "(those with a final answer)")
     if m.get("skipped"):
         lines.append("  not evaluated: " + ", ".join(f"{k} {v}" for k, v in m["skipped"].items()))
     return "\n".join(lines)
@@ -43,14 +45,20 @@ def write_report(out: Path, m: dict, examples: int = 10) -> None:
              f"{'greedy' if m['generation']['greedy'] else 'sampling'}, max {m['generation']['max_new_tokens']} new tokens.",
              "", "| metric | value |", "| --- | --- |"]
     lines += [f"| {label} | {_fmt(get(m))} |" for label, get in ROWS]
-    lines += ["", "## Conventions", "", "- BLEU: sacrebleu, tokenization chosen per record (`zh` when the reference is "
-              "Chinese, `13a` otherwise); the overall BLEU is the record-weighted mean of the groups:"]
+    lines += ["", "## Conventions", "", "- BLEU: one sacrebleu corpus BLEU over all records, tokenized `zh` when any "
+              "reference is Chinese (CJK characters split, other text as `13a`), else `13a`; signature "
+              f"`{m.get('bleu_signature', '?')}`. Per tokenizer group, each record's tokenizer chosen from its reference:"]
     lines += [f"  - `{tok}` ({g['n']} records): {g['bleu']:.4f}, signature `{g['signature']}`" for tok, g in m["bleu_groups"].items()]
-    lines += ["- ROUGE-1/2/L: F1 x100 (rouge-score); Chinese text tokenized by characters and, separately, by jieba "
-              "words; other text by rouge-score's default tokenizer.",
-              "- Answer accuracy: the final answer from the record's meta (chain-of-thought `final_answer`, GSM8K "
-              "`#### N`) or the reference, against the answer extracted from the prediction (`#### N`, 答案：…, "
-              "\"The answer is …\", else the last number); numbers compared numerically.", "", "## Predictions", ""]
+    lines += ["- ROUGE-1/2/L: F1 x100 (rouge-score); the tokenization is chosen once per pair, from the reference, and "
+              "applied to both sides: Chinese pairs by characters (CJK characters, other words whole) and, separately, "
+              "by jieba words; other pairs by rouge-score's default tokenizer.",
+              "- Exact match: whole reply equals the reference ignoring case, whitespace and punctuation (the "
+              "punctuation inside numbers counts).",
+              f"- Answer accuracy: over the {m.get('answer_samples', 0)} records with a final answer (the record's "
+              "`final_answer`, or an explicit `#### N`, `\\boxed{}`, 答案：…, \"The answer is …\" in the reference; "
+              "never a bare last number), against the answer extracted from the prediction (those markers when "
+              "followed by an answer, else the last number); numbers compared numerically (relative tolerance 1e-6).",
+              "", "## Predictions", ""]
     preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text(encoding="utf-8").splitlines()[:examples]]
     for p in preds:
         lines += [f"- **prompt**: {p['prompt'][:300]}", f"  - reference: {p['reference'][:300]}",

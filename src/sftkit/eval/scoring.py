@@ -1,4 +1,9 @@
-"""Score predictions against references: corpus metrics and per-sample scores (pure, no model)."""
+"""Score predictions against references: corpus metrics and per-sample scores (pure, no model).
+
+Conventions are those of ``eval.metrics`` (BLEU, ROUGE) and ``eval.answers`` (exact match, answers).
+Answer accuracy counts only the items with a final answer (``item["final_answer"]`` not None, see
+``answers.reference_answer``); ``answer_samples`` says how many that was.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +12,27 @@ from sftkit.eval.metrics import bleu, rouge
 
 
 def score(items: list[dict], predictions: list[str]) -> tuple[dict, list[dict]]:
-    """Corpus metrics and per-sample scores."""
+    """Corpus metrics and per-sample scores of predictions against the items' references and final answers."""
     refs = [it["reference"] for it in items]
     b, r = bleu(predictions, refs), rouge(predictions, refs)
     per = []
     for i, (it, pred) in enumerate(zip(items, predictions, strict=True)):
+        final = it.get("final_answer")
+        final = str(final).strip() if final is not None and str(final).strip() else None
         answer = extract_answer(pred)
         per.append({"bleu": round(b["per_record"][i], 4), "bleu_tokenize": b["tokenizer_per_record"][i],
                     "rouge_char": r["char"]["per_record"][i], "rouge_jieba": r["jieba"]["per_record"][i],
                     "exact_match": exact_match(pred, it["reference"]), "predicted_answer": answer,
-                    "answer_correct": answers_match(answer, it["final_answer"]) if it["final_answer"] else None})
-    with_answer = [p for p in per if p["answer_correct"] is not None]
+                    "answer_correct": answers_match(answer, final) if final is not None else None})
+    with_answer = [p["answer_correct"] for p in per if p["answer_correct"] is not None]
     metrics = {
-        "samples": len(items), "bleu": b["bleu"], "bleu_groups": b["groups"],
+        "samples": len(items), "bleu": b["bleu"], "bleu_tokenize": b["tokenize"], "bleu_signature": b["signature"],
+        "bleu_groups": b["groups"],
         "rouge_char": {k: v for k, v in r["char"].items() if k != "per_record"},
         "rouge_jieba": {k: v for k, v in r["jieba"].items() if k != "per_record"},
-        "exact_match": round(sum(p["exact_match"] for p in per) / len(per), 4),
-        "answer_accuracy": round(sum(p["answer_correct"] for p in with_answer) / len(with_answer), 4) if with_answer else None,
+        "rouge_chinese_pairs": r["chinese_pairs"],
+        "exact_match": round(sum(p["exact_match"] for p in per) / len(per), 4) if per else None,
+        "answer_accuracy": round(sum(with_answer) / len(with_answer), 4) if with_answer else None,
         "answer_samples": len(with_answer),
     }
     return metrics, per
