@@ -132,8 +132,11 @@ def test_document_chunks_become_text_records(tmp_path):
         {"text": "plain"}])
     assert not rejects
     assert report.files[0].read == 2 and report.files[0].converted == 2 and report.files[0].records_out == 3
-    assert records[0] == {"text": "part one", "meta": {"doc_id": "D", "title": "T", "chunk": 0, "start_pos": 0, "end_pos": 8}}
-    assert records[2] == {"text": "plain", "meta": {}}
+    where = str(tmp_path / "data.jsonl")
+    assert records[0] == {"text": "part one", "meta": {"doc_id": "D", "title": "T", "chunk": 0, "start_pos": 0, "end_pos": 8},
+                          "origin": {"file": where, "line": 1, "index": 0}}
+    assert records[1]["origin"] == records[0]["origin"]  # one item's records share its origin
+    assert records[2] == {"text": "plain", "meta": {}, "origin": {"file": where, "line": 2, "index": 1}}
 
 
 def test_preference_lf_sharegpt_and_trl_shapes(tmp_path):

@@ -1,12 +1,22 @@
 """Read -> map columns -> detect -> convert -> validate -> dedup, with exact accounting per file.
 
 Every record read ends up either converted or rejected with a reason (file, line, index, field), so
-``read == converted + rejected`` always holds and is reported.
+``read == converted + rejected`` always holds and is reported. Whatever a record holds (lone surrogates,
+NaN, 5000-digit integers, deep nesting), it is converted or rejected: every converted record is valid
+UTF-8 JSON (``allow_nan=False``), checked here so ``check``, ``convert`` and training agree.
+
+Lineage: every converted record gets ``origin`` = ``{"file", "line", "index"}`` of the item it was read
+from (all records made from one item share it), unless the item already holds a valid ``origin``.
+
+``convert_files`` writes media paths relative to the data root (``data_root``, by default the common
+folder of the data files) and nothing else changes, so re-converting its output (the ``canonical``
+format) gives the same bytes.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -19,6 +29,7 @@ from sftkit.data.readers import Item, expand_paths, iter_file
 from sftkit.data.validate import validate
 from sftkit.errors import RecordError, SftkitError
 from sftkit.progress import progress
+from sftkit.schema import MEDIA_KINDS, origin, valid_origin
 
 _PEEK = 50  # records looked at to detect a file's format
 
@@ -35,6 +46,7 @@ class ConvertOptions:
     near_threshold: float = 0.7  # Jaccard similarity above which two records are near-duplicates
     data_root: str | None = None  # media files must lie under this folder (default: the data file's folder)
     max_errors: int = 20  # errors kept per file in the report
+    prompts: bool = False  # generation input: conversations may end with a user turn (kept, not dropped)
 
 
 @dataclass
@@ -155,12 +167,51 @@ def _record_format(item: Item, opts: ConvertOptions):
     return FORMATS[name] if name else None
 
 
-def _convert_validate(fmt, raw: dict, ctx: Ctx, base: str, opts: ConvertOptions) -> list[dict]:
+def _convert_validate(fmt, raw: dict, ctx: Ctx, base: str, opts: ConvertOptions, item: Item) -> list[dict]:
     out = fmt.convert(raw, ctx)
     records = out if isinstance(out, list) else [out]
+    if fmt.name == "canonical" and opts.data_root:
+        base = opts.data_root  # a canonical file stores media paths relative to its data root
+    lineage = raw["origin"] if valid_origin(raw.get("origin")) else origin(item.source, item.line, item.index)
     for rec in records:
-        validate(rec, ctx, base, opts.data_root)
+        validate(rec, ctx, base, opts.data_root, prompts=opts.prompts)
+        rec["origin"] = dict(lineage)
+        writable(rec)
     return records
+
+
+def writable(rec: dict) -> None:
+    """Raise RecordError naming the field when ``rec`` is not strict UTF-8 JSON (lone surrogate, NaN, huge int)."""
+    try:
+        json.dumps(rec, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (ValueError, UnicodeEncodeError, RecursionError) as e:
+        fld, reason = _unwritable(rec)
+        raise RecordError(fld, reason or f"cannot be written as JSON ({type(e).__name__})") from None
+
+
+def _unwritable(rec: dict) -> tuple[str, str | None]:
+    """The first value that strict UTF-8 JSON cannot hold, as (field path, reason); walked without recursion."""
+    stack: list[tuple[str, object, int]] = [("", rec, 0)]
+    while stack:
+        path, value, depth = stack.pop()
+        if depth > 500:
+            return path, "nested too deeply"
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as e:
+                return path, f"text holds a lone surrogate (U+{ord(value[e.start]):04X}), which is not valid Unicode"
+        elif isinstance(value, float) and not math.isfinite(value):
+            return path, "NaN / Infinity is not valid JSON"
+        elif isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 14000:
+            return path, "integer too long to write"
+        elif isinstance(value, dict):
+            for k, v in reversed(value.items()):
+                stack.append((f"{path}.{k}" if path else str(k), k, depth + 1))
+                stack.append((f"{path}.{k}" if path else str(k), v, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", v, depth + 1) for i, v in reversed(list(enumerate(value))))
+    return "", None
 
 
 def _convert_one(item: Item, fmt, src: Source, opts: ConvertOptions, base: str, rep: FileReport):
@@ -173,7 +224,9 @@ def _convert_one(item: Item, fmt, src: Source, opts: ConvertOptions, base: str, 
     raw = _apply_mapping(item.raw, opts.mapping)
     ctx = Ctx(src.options)
     try:
-        records = _convert_validate(fmt, raw, ctx, base, opts)
+        records = _convert_validate(fmt, raw, ctx, base, opts, item)
+    except RecursionError:
+        return None, _reject(item, "", "record is nested too deeply")
     except RecordError as e:
         # a detected format may not fit every record of a mixed file: try the record's own format
         alt = detect_format(raw) if rep.detected else None
@@ -181,7 +234,9 @@ def _convert_one(item: Item, fmt, src: Source, opts: ConvertOptions, base: str, 
             return None, _reject(item, e.field, e.reason)
         ctx = Ctx(src.options)
         try:
-            records = _convert_validate(FORMATS[alt], raw, ctx, base, opts)
+            records = _convert_validate(FORMATS[alt], raw, ctx, base, opts, item)
+        except RecursionError:
+            return None, _reject(item, "", "record is nested too deeply")
         except RecordError as e2:
             return None, _reject(item, e2.field, e2.reason)
         rep.other_formats[alt] += 1
@@ -254,28 +309,67 @@ def check_files(sources: list[Source], opts: ConvertOptions) -> Report:
 
 
 def convert_files(sources: list[Source], out: str | Path, rejects: str | Path | None, opts: ConvertOptions) -> Report:
-    """Write canonical JSONL to ``out`` and rejects (``{source, line, index, field, reason, raw}``) beside it."""
+    """Write canonical JSONL to ``out`` and rejects (``{source, line, index, field, reason, raw}``) beside it.
+
+    Media paths are written relative to the data root (``opts.data_root``, by default the common folder of
+    the sources' files); the files appear only when the run completes (no ``*.tmp`` is left behind)."""
     out = Path(out)
     rejects = Path(rejects) if rejects else out.with_name(out.stem + ".rejects.jsonl")
     out.parent.mkdir(parents=True, exist_ok=True)
     rejects.parent.mkdir(parents=True, exist_ok=True)
     report = Report()
     tmp_out, tmp_rej = out.with_name(out.name + ".tmp"), rejects.with_name(rejects.name + ".tmp")
-    encode = json.JSONEncoder(ensure_ascii=False).encode
-    with open(tmp_out, "w", encoding="utf-8") as fo, open(tmp_rej, "w", encoding="utf-8") as fr:
-        for _, records, rej in iter_converted(sources, opts, report):
-            if rej is None:
-                for rec in records:
-                    fo.write(encode(rec) + "\n")
-            else:
-                fr.write(json.dumps(rej, ensure_ascii=False, default=str))
-                fr.write("\n")
-    os.replace(tmp_out, out)
-    if report.total("rejected"):
-        os.replace(tmp_rej, rejects)
-    else:
-        os.remove(tmp_rej)
-        if rejects.exists():
+    encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+    root = write_root(sources, opts)
+    try:
+        with open(tmp_out, "w", encoding="utf-8") as fo, open(tmp_rej, "w", encoding="utf-8") as fr:
+            for _, records, rej in iter_converted(sources, opts, report):
+                if rej is None:
+                    for rec in records:
+                        fo.write(encode(relative_media(rec, root)) + "\n")
+                else:
+                    fr.write(reject_line(rej) + "\n")
+        os.replace(tmp_out, out)
+        if report.total("rejected"):
+            os.replace(tmp_rej, rejects)
+        elif rejects.exists():
             rejects.unlink()  # a stale rejects file from an earlier run would mislead
+    finally:
+        for tmp in (tmp_out, tmp_rej):
+            tmp.unlink(missing_ok=True)
     report.rejects_path = str(rejects) if report.total("rejected") else None
     return report
+
+
+def write_root(sources: list[Source], opts: ConvertOptions) -> str:
+    """The folder written media paths are relative to: the data root, or the sources' common folder."""
+    if opts.data_root:
+        return os.path.realpath(opts.data_root)
+    folders = [os.path.realpath(Path(s.path).parent) for s in sources]
+    return os.path.commonpath(folders) if folders else os.path.realpath(".")
+
+
+def relative_media(rec: dict, root: str) -> dict:
+    """A copy of ``rec`` whose absolute media paths are relative to ``root`` (data: URIs stay as they are)."""
+    kinds = [k for k in MEDIA_KINDS if rec.get(k)]
+    if not kinds:
+        return rec
+    out = dict(rec)
+    for k in kinds:
+        out[k] = [os.path.relpath(p, root) if os.path.isabs(p) else p for p in rec[k]]
+    return out
+
+
+def reject_line(rej: dict) -> str:
+    """One rejects-file line; a raw value strict JSON cannot hold (lone surrogate, NaN, depth) is kept as text."""
+    try:
+        line = json.dumps(rej, ensure_ascii=False, allow_nan=False, default=str)
+        line.encode("utf-8")
+        return line
+    except (ValueError, UnicodeEncodeError, RecursionError):
+        pass
+    try:  # \uXXXX escapes keep lone surrogates exactly; NaN is kept inside the raw text
+        raw = json.dumps(rej["raw"], ensure_ascii=True, default=str)
+    except (ValueError, RecursionError):
+        raw = "(the raw record cannot be written: nested too deeply or an integer too long)"
+    return json.dumps({**rej, "raw": raw, "raw_as_text": True}, ensure_ascii=True, default=str)

@@ -2,6 +2,7 @@
 
 from sftkit.data.formats import (  # noqa: F401  (importing registers each format)
     alpaca,
+    canonical,
     completion,
     cot,
     dialog,
@@ -9,6 +10,7 @@ from sftkit.data.formats import (  # noqa: F401  (importing registers each forma
     legal,
     multitask,
     preference,
+    prompt,
     qa,
     sharegpt,
     text,

@@ -3,8 +3,8 @@
 ``{"prompt" | "question" | "query" | "instruction" (+ "input"): ...}`` with no reply field, or a turn list
 (``messages`` / ``conversations``) that ends with a user (or tool) turn. The result is a conversation that ends
 with a user turn. Detected only when no reply field is present, so records with replies keep their own format.
-Outside generation, a flat prompt-only record is refused with that reason (it has nothing to learn from), and
-a turn list is read as ShareGPT/OpenAI (whose validation drops an unanswered last turn with a warning).
+Outside generation the record is read by the format it would otherwise have (alpaca, qa, ShareGPT, ...), so
+training refuses it exactly as before (e.g. ``output: missing field``).
 """
 
 from __future__ import annotations
@@ -39,9 +39,18 @@ def convert_prompt(raw: dict, ctx: Ctx) -> dict:
     """A prompt with no reply (a conversation ending with a user turn), for generation."""
     if any(k in raw for k in _TURN_KEYS):
         return convert_sharegpt(raw, ctx)
-    if not ctx.options.prompts:
-        raise RecordError(_reply_field(raw), "prompt-only record: there is no reply to learn from "
-                          "(usable as input to `sftkit generate`)")
+    if not ctx.options.prompts or not is_prompt_only(raw):
+        # training (or a record of another shape in a prompt file): the record's own format decides, and says
+        # what is missing (e.g. ``output: missing field``)
+        from sftkit.data.formats.base import FORMATS
+
+        other = next((f for f in sorted(FORMATS.values(), key=lambda f: f.priority)
+                      if f.name != "prompt" and f.detect(raw)), None)
+        if other is None and ctx.options.prompts:
+            raise RecordError("prompt", f"no prompt to reply to (one of {', '.join(PROMPT_KEYS)}, messages, text)")
+        if other is None:
+            raise RecordError(_reply_field(raw), "missing field (a prompt-only record has nothing to learn from)")
+        return other.convert(raw, ctx)
     if "instruction" in raw:
         parts = [t for k in ("instruction", "input") if (t := text(raw.get(k), k, ctx, required=False))]
         used = {"instruction", "input"}

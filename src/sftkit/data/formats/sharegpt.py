@@ -3,7 +3,9 @@
 Covers LLaMA-Factory's ``sharegpt`` formatting (``from``/``value`` with human, gpt, system,
 function_call, observation; or ``role``/``content`` via registry ``tags``), OpenAI messages with a
 system role-play prompt, glaive-style tool calling with a ``tools`` field, DPO pairs
-(``chosen``/``rejected``), KTO (``label`` / ``kto_tag``), and image-text (``images`` or ``image_path``).
+(``chosen``/``rejected``), KTO (``label`` / ``kto_tag``), image-text (``images`` or ``image_path``), ``videos``
+and ``audios``, OpenAI content-part arrays (media parts become placeholders, see ``parts.py``),
+``reasoning_content`` and per-message ``loss_weight``.
 """
 
 from __future__ import annotations
@@ -18,16 +20,21 @@ _ANY_MEDIA_KEY = frozenset(k for keys in _MEDIA_KEYS.values() for k in keys)
 
 
 def media(raw: dict, ctx: Ctx, used: set[str]) -> dict[str, list]:
-    """Media path lists of a record (``images`` / ``image_path``, ``videos``, ``audios``); paths checked later."""
+    """Media lists of a record (``images`` / ``image_path``, ``videos``, ``audios``, or content parts); checked later."""
     cols = ctx.options.columns
-    if not cols and _ANY_MEDIA_KEY.isdisjoint(raw):
+    if not cols and not ctx.media and _ANY_MEDIA_KEY.isdisjoint(raw):
         return {}  # the common case, kept cheap
     out = {}
     for kind in MEDIA_KINDS:
+        from_parts = ctx.media.get(kind)
         keys = (cols[kind],) if cols.get(kind) else _MEDIA_KEYS[kind]
         key = next((k for k in keys if raw.get(k) not in (None, "", [])), None)
         if key is None:
+            if from_parts:
+                out[kind] = list(from_parts)
             continue
+        if from_parts:
+            raise RecordError(key, f"{kind} given both as content parts and in {key!r}; use one of the two")
         used.add(key)
         value = raw[key]
         paths = value if isinstance(value, list) else [value]
@@ -52,15 +59,19 @@ def with_system(messages: list[dict], raw: dict, key: str, ctx: Ctx, used: set[s
     return messages
 
 
-def finish(raw: dict, ctx: Ctx, messages: list[dict], used: set[str], meta: dict | None = None) -> dict:
-    """Attach tools, media, preference or KTO fields to converted turns and build the canonical record."""
+def finish(raw: dict, ctx: Ctx, messages: list[dict], used: set[str], meta: dict | None = None,
+           pair: tuple[dict, dict] | None = None) -> dict:
+    """Attach tools, media, preference (``pair`` or chosen / rejected keys) or KTO fields to converted turns
+    and build the canonical record."""
     cols = ctx.options.columns
     tools_key = cols.get("tools", "tools") if cols else "tools"
     tools = parse_tools(raw[tools_key], tools_key) if tools_key in raw else []
     used.add(tools_key)
     found = media(raw, ctx, used)
     rec = {"messages": messages, "images": found.pop("images", []), "tools": tools, **found}
-    if is_preference(raw, ctx):
+    if pair is not None:
+        rec["chosen"], rec["rejected"] = pair
+    elif is_preference(raw, ctx):
         ck, rk = cols.get("chosen", "chosen"), cols.get("rejected", "rejected")
         if ck not in raw or rk not in raw:
             raise RecordError(rk if ck in raw else ck, "missing field (a preference pair needs both chosen and rejected)")
@@ -75,7 +86,7 @@ def finish(raw: dict, ctx: Ctx, messages: list[dict], used: set[str], meta: dict
         if key is not None and key in raw:
             used.add(key)
             rec["label"] = _label(raw[key], key, ctx)
-    rec["meta"] = extras(raw, used, meta)
+    rec["meta"] = extras(raw, used, meta, ctx)
     return rec
 
 

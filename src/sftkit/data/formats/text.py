@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sftkit.data.formats.base import Ctx, extras, get_list, get_text, json_type, register, text
+from sftkit.data.formats.base import Ctx, extras, get_list, get_text, json_type, put_meta, register, text
 from sftkit.errors import RecordError
 from sftkit.schema import text_record
 
@@ -14,7 +14,7 @@ def convert_text(raw: dict, ctx: Ctx) -> dict:
     body = get_text(raw, key, ctx)
     if not body.strip():
         raise RecordError(key, "blank text")
-    return text_record(body, extras(raw, {key}))
+    return text_record(body, extras(raw, {key}, ctx=ctx))
 
 
 @register("document", detect=lambda r: "chunks" in r, priority=10)
@@ -23,7 +23,7 @@ def convert_document(raw: dict, ctx: Ctx) -> list[dict]:
     chunks = get_list(raw, "chunks")
     if not chunks:
         raise RecordError("chunks", "document has no chunks")
-    base = extras(raw, {"chunks"})
+    base = extras(raw, {"chunks"}, ctx=ctx)
     out = []
     for i, chunk in enumerate(chunks):
         where = f"chunks[{i}]"
@@ -34,6 +34,8 @@ def convert_document(raw: dict, ctx: Ctx) -> list[dict]:
         body = text(chunk.get("text"), f"{where}.text", ctx)
         if not body.strip():
             raise RecordError(f"{where}.text", "blank text")
-        meta = {**base, "chunk": i, **{k: v for k, v in chunk.items() if k != "text"}}
+        meta = dict(base)
+        for k, v in [("chunk", i), *((k, v) for k, v in chunk.items() if k != "text")]:
+            put_meta(meta, k, v, ctx)
         out.append(text_record(body, meta))
     return out

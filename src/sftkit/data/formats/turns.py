@@ -6,11 +6,12 @@ bare-string repair behave the same everywhere.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from sftkit.data.formats.base import Ctx, json_type, text
+from sftkit.data.formats.base import Ctx, dumps, json_type, loads, text
+from sftkit.data.formats.parts import content_parts, is_parts
 from sftkit.errors import RecordError
+from sftkit.schema import MESSAGE_KEYS
 
 # Role names seen in real data -> canonical role ("function_call" becomes an assistant tool call).
 ROLE_ALIASES = {
@@ -18,7 +19,7 @@ ROLE_ALIASES = {
     "bot": "assistant", "model": "assistant", "chatgpt": "assistant", "tool": "tool", "observation": "tool",
     "function": "tool", "ipython": "tool", "function_call": "function_call", "tool_call": "function_call",
 }
-_MESSAGE_KEYS = ("tool_calls", "tool_call_id", "name")
+_MESSAGE_KEYS = ("tool_calls", "tool_call_id", "name", "reasoning_content", "loss_weight")
 
 
 def role_map(tags: dict[str, str]) -> dict[str, str]:
@@ -32,11 +33,8 @@ def role_map(tags: dict[str, str]) -> dict[str, str]:
 
 
 def parse_tool_calls(value: Any, field: str) -> list[dict]:
-    """A ``function_call`` turn's JSON (one call or a list) to OpenAI ``tool_calls``."""
-    try:
-        calls = json.loads(value) if isinstance(value, str) else value
-    except json.JSONDecodeError as e:
-        raise RecordError(field, f"function call is not valid JSON ({e.msg})") from None
+    """A ``function_call`` turn's JSON (one call or a list) to OpenAI ``tool_calls`` (a call's ``id`` is kept)."""
+    calls = loads(value, field, "function call") if isinstance(value, str) else value
     calls = calls if isinstance(calls, list) else [calls]
     out = []
     for c in calls:
@@ -45,8 +43,9 @@ def parse_tool_calls(value: Any, field: str) -> list[dict]:
             raise RecordError(field, "function call needs an object with a 'name'")
         args = fn.get("arguments", fn.get("parameters", {}))
         if not isinstance(args, str):
-            args = json.dumps(args, ensure_ascii=False)
-        out.append({"type": "function", "function": {"name": fn["name"], "arguments": args}})
+            args = dumps(args, field, "function call arguments")
+        call = {"id": c["id"]} if isinstance(c.get("id"), str) else {}
+        out.append({**call, "type": "function", "function": {"name": fn["name"], "arguments": args}})
     return out
 
 
@@ -55,10 +54,7 @@ def parse_tools(value: Any, field: str) -> list[dict]:
     if value is None or value == "":
         return []
     if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as e:
-            raise RecordError(field, f"tools is not valid JSON ({e.msg})") from None
+        value = loads(value, field, "tools")
     items = value if isinstance(value, list) else [value]
     out = []
     for i, t in enumerate(items):
@@ -113,20 +109,49 @@ def parse_turns(turns: list, field: str, ctx: Ctx) -> tuple[list[dict], list[dic
 
 
 def _message(role: str, turn: dict, ck: str, field: str, ctx: Ctx) -> dict:
-    value = turn.get(ck)
+    where = field.rsplit(".", 1)[0]
     if role == "function_call":
-        return {"role": "assistant", "content": "", "tool_calls": parse_tool_calls(value, field)}
-    calls = turn.get("tool_calls")
-    if calls and role == "assistant":
-        content = text(value, field, ctx, required=False)
-        return {"role": "assistant", "content": content, "tool_calls": parse_tool_calls(calls, field.rsplit(".", 1)[0] + ".tool_calls")}
-    if ck not in turn:
-        raise RecordError(field, "turn has no content ('value' or 'content')")
-    msg = {"role": role, "content": text(value, field, ctx, required=False)}
-    for k in ("tool_call_id", "name"):
-        if k in turn:
-            msg[k] = turn[k]
-    return msg
+        msg = {"role": "assistant", "content": "", "tool_calls": parse_tool_calls(turn.get(ck), field)}
+    else:
+        calls = turn.get("tool_calls")
+        if calls not in (None, []) and role != "assistant":
+            raise RecordError(f"{where}.tool_calls", f"only assistant turns make tool calls, not {role}")
+        if ck not in turn and not calls:
+            raise RecordError(field, "turn has no content ('value' or 'content')")
+        msg = {"role": role, "content": _content(turn.get(ck), field, role, ctx, reasoning := [])}
+        if reasoning:
+            msg["reasoning_content"] = "\n".join(reasoning)
+        if calls:
+            msg["tool_calls"] = parse_tool_calls(calls, f"{where}.tool_calls")
+        for k in ("tool_call_id", "name"):
+            if turn.get(k) is not None:
+                msg[k] = text(turn[k], f"{where}.{k}", ctx)
+    if turn.get("reasoning_content") is not None:
+        if msg["role"] != "assistant":
+            raise RecordError(f"{where}.reasoning_content", f"only assistant turns carry reasoning, not {role}")
+        if "reasoning_content" in msg:
+            raise RecordError(f"{where}.reasoning_content", "reasoning given both as a field and as content parts")
+        msg["reasoning_content"] = text(turn["reasoning_content"], f"{where}.reasoning_content", ctx)
+    if "loss_weight" in turn:
+        msg["loss_weight"] = _loss_weight(turn["loss_weight"], f"{where}.loss_weight")
+    return {k: msg[k] for k in MESSAGE_KEYS if k in msg}
+
+
+def _content(value: Any, field: str, role: str, ctx: Ctx, reasoning: list[str]) -> str:
+    if is_parts(value):
+        return content_parts(value, field, role, ctx, reasoning)
+    return text(value, field, ctx, required=False)
+
+
+def _loss_weight(value: Any, field: str) -> int:
+    """0 or 1 (booleans read as 1 / 0); anything else is refused rather than guessed."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int | float) and value in (0, 1):
+        return int(value)
+    small = isinstance(value, float) or (isinstance(value, int) and abs(value) < 10**18)
+    shown = repr(value) if small else f"a JSON {json_type(value)}"
+    raise RecordError(field, f"loss_weight must be 0 or 1 (or true / false), got {shown}")
 
 
 def reply(value: Any, field: str, ctx: Ctx) -> dict:
