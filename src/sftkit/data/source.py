@@ -127,10 +127,11 @@ def iter_source(ds: DataSource, report: Report, *, seed: int = 42, purpose: str 
     ``purpose="prompts"`` keeps conversations that end with a user turn (generation input) instead of
     dropping the unanswered turn. ``replace`` substitutions are applied to converted records.
     """
-    opts = ds.options(**options)
-    if purpose == "prompts":
-        opts.prompts = True
-    for _, records, rej in iter_converted(ds.sources(opts, seed), opts, report):
+    opts = ds.options(prompts=purpose == "prompts", **options)
+    sources = ds.sources(opts, seed)
+    for s in sources:
+        s.options.prompts = purpose == "prompts"
+    for _, records, rej in iter_converted(sources, opts, report):
         if rej is not None:
             rej.setdefault("dataset", ds.label)
             yield None, rej
