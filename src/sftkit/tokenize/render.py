@@ -4,19 +4,33 @@ The record is rendered to text with character spans of what must be learned (eve
 with its end-of-turn token; everything for text records), tokenized in one batch call, and the spans
 mapped to tokens with ``char_to_token``. Tokenizing the whole text at once is what makes the ids equal
 ``tokenizer.apply_chat_template`` token for token.
+
+Mask rules (the same as ``apply_chat_template(return_assistant_tokens_mask=True)``):
+- a token is learned when it holds any character of a learned span, so a token that merges the
+  header's newline with a reply starting with whitespace (code indentation) is learned;
+- an assistant message with ``loss_weight: 0`` is context only; ``mask_history`` keeps the last reply
+  only; ``train_on_prompt`` learns everything except replies with ``loss_weight: 0``;
+- with a tokenizer's own template the template's ``{% generation %}`` blocks give the spans when it has
+  them; otherwise spans come from rendering growing prefixes, cut right after the end-of-turn token.
+
+Records are never half-rendered silently: a record with media in a text-only run is dropped and counted
+(``media_in_text_only_run``), and a conversation whose template leaves out reasoning (or the text of a
+tool-call turn, Llama 3.1) is counted in ``stats.not_rendered``. Rows keep the record's ``origin``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from jinja2.exceptions import TemplateError
+from transformers.utils.chat_template_utils import render_jinja_template
 
 from sftkit.errors import SftkitError
-from sftkit.schema import record_kind
+from sftkit.schema import MEDIA_KINDS, record_kind
 from sftkit.tokenize.templates import TEMPLATES, Template, get_template
 
 IGNORE = -100
@@ -30,6 +44,7 @@ class RenderOptions:
     overflow: str = "truncate"  # "truncate" or "drop" samples longer than max_length
     train_on_prompt: bool = False  # learn prompt tokens too
     mask_history: bool = False  # learn only the last assistant reply
+    allow_media: bool = False  # records with images/videos/audios; False: dropped and counted (text-only run)
 
 
 @dataclass
@@ -39,9 +54,11 @@ class RenderStats:
     rendered: int = 0
     truncated: int = 0
     dropped: Counter = field(default_factory=Counter)
+    not_rendered: Counter = field(default_factory=Counter)  # records rendered without a field ("reasoning")
 
     def to_dict(self) -> dict:
-        return {"rendered": self.rendered, "truncated": self.truncated, "dropped": dict(self.dropped)}
+        return {"rendered": self.rendered, "truncated": self.truncated, "dropped": dict(self.dropped),
+                "not_rendered": dict(self.not_rendered)}
 
 
 def _jinja_messages(messages: list[dict]) -> list[dict]:
@@ -92,15 +109,27 @@ class Renderer:
         if "chosen" in rec:  # preference data trains SFT on the chosen reply
             messages = [*messages, rec["chosen"]]
         text, spans = self._render(messages, rec.get("tools") or None)
+        for name in self._lost(messages, text):
+            self.stats.not_rendered[name] += 1
         if self.options.mask_history:
             spans = spans[-1:]
-        return text, [(s, e) for s, e, _ in spans]
+        masked = [(s, e) for s, e, i in spans if messages[i].get("loss_weight", 1) == 0]
+        if self.options.train_on_prompt:
+            return text, _complement(len(text), masked)
+        return text, [(s, e) for s, e, i in spans if messages[i].get("loss_weight", 1) != 0]
+
+    def _lost(self, messages: list[dict], text: str) -> list[str]:
+        """Fields the template left out (a tokenizer's own template: reasoning not found in the text)."""
+        if self.template is not None:
+            return self.template.lost_fields(messages)
+        gone = any(m.get("reasoning_content") and m["reasoning_content"].strip() not in text for m in messages)
+        return ["reasoning"] if gone else []
 
     def prompt_text(self, messages: list[dict], tools: list | None = None) -> str:
-        """The prompt for generation: the conversation followed by the assistant header."""
+        """The prompt for generation: the conversation (with its tools) followed by the assistant header."""
         if self.template is not None:
             return self.template.render(messages, tools, self.eos, add_generation_prompt=True)[0]
-        return self.tokenizer.apply_chat_template(_jinja_messages(messages), tools=tools, tokenize=False,
+        return self.tokenizer.apply_chat_template(_jinja_messages(messages), tools=tools or None, tokenize=False,
                                                   add_generation_prompt=True)
 
     def _render(self, messages: list[dict], tools) -> tuple[str, list[tuple[int, int, int]]]:
@@ -109,28 +138,42 @@ class Renderer:
         return self._render_jinja(messages, tools)
 
     def _render_jinja(self, messages: list[dict], tools) -> tuple[str, list[tuple[int, int, int]]]:
-        """Spans from the tokenizer's own template by rendering growing prefixes of the conversation."""
+        """Spans from the tokenizer's own template: its ``{% generation %}`` blocks when it has one per
+        assistant turn, else rendering growing prefixes, each span cut right after its end-of-turn token."""
         msgs = _jinja_messages(messages)
+        replies = [i for i, m in enumerate(msgs) if m["role"] == "assistant"]
+        template = self.tokenizer.chat_template
+        if re.search(r"\{%-?\s*generation\s*-?%\}", template):
+            plain = [{k: v for k, v in m.items() if v is not None} for m in msgs]  # as apply_chat_template does
+            (full,), (blocks,) = render_jinja_template([plain], tools=tools, chat_template=template,
+                                                       return_assistant_tokens_mask=True,
+                                                       **self.tokenizer.special_tokens_map)
+            if len(blocks) == len(replies):
+                return full, [(s, e, i) for (s, e), i in zip(blocks, replies, strict=True)]
         apply = self.tokenizer.apply_chat_template
         full = apply(msgs, tools=tools, tokenize=False)
         spans = []
-        for i, m in enumerate(msgs):
-            if m["role"] != "assistant":
-                continue
+        for i in replies:
             start = apply(msgs[:i], tools=tools, tokenize=False, add_generation_prompt=True) if i else ""
             end = apply(msgs[: i + 1], tools=tools, tokenize=False)
             if not (full.startswith(start) and full.startswith(end) and len(start) <= len(end)):
                 raise SftkitError("the tokenizer's chat_template renders earlier turns differently once later "
                                   "turns exist, so masks cannot be placed; set `template:` to a built-in one")
-            spans.append((len(start), len(end), i))
+            spans.append((len(start), len(start) + self._through_end_token(full[len(start):len(end)]), i))
         return full, spans
+
+    def _through_end_token(self, reply: str) -> int:
+        """Length of a rendered reply up to and including its last special token (the end-of-turn token):
+        what a template writes after it (a newline) belongs to the next turn's context."""
+        ends = [reply.rfind(t) + len(t) for t in self.tokenizer.all_special_tokens if t and t in reply]
+        return max(ends) if ends else len(reply)
 
     # -- ids -----------------------------------------------------------------------------------
     def __call__(self, records: list[dict]) -> list[dict | None]:
         """Rows for a batch of records; None where a record was dropped (counted in ``stats``)."""
         texts, spans = self._texts(records)
         encodings = self.backend.encode_batch(texts, add_special_tokens=False)
-        return [self._row(enc, sp) for enc, sp in zip(encodings, spans, strict=True)]
+        return list(map(self._row, encodings, spans, records))
 
     def render_many(self, records: list[dict], chunk: int = 4096) -> Iterator[dict | None]:
         """Like ``__call__`` over many records, encoding the next chunk (Rust, GIL released) while the
@@ -140,19 +183,25 @@ class Renderer:
         with ThreadPoolExecutor(1) as pool:
             pending = None
             for i in range(0, len(records), chunk):
-                texts, spans = self._texts(records[i:i + chunk])
+                part = records[i:i + chunk]
+                texts, spans = self._texts(part)
                 future = pool.submit(self.backend.encode_batch, texts, add_special_tokens=False)
                 if pending is not None:
-                    yield from map(self._row, pending[0].result(), pending[1])
-                pending = (future, spans)
+                    yield from map(self._row, pending[0].result(), *pending[1:])
+                pending = (future, spans, part)
             if pending is not None:
-                yield from map(self._row, pending[0].result(), pending[1])
+                yield from map(self._row, pending[0].result(), *pending[1:])
 
     def _texts(self, records: list[dict]) -> tuple[list[str], list[list[tuple[int, int]] | None]]:
         texts, spans = [], []
         for rec in records:
             if rec.get("label") is False:  # a KTO "undesirable" reply must not be imitated by SFT
                 self.stats.dropped["kto_undesirable"] += 1
+                texts.append("")
+                spans.append(None)
+                continue
+            if not self.options.allow_media and any(rec.get(k) for k in MEDIA_KINDS):
+                self.stats.dropped["media_in_text_only_run"] += 1  # never train "<image>" as literal text
                 texts.append("")
                 spans.append(None)
                 continue
@@ -165,26 +214,20 @@ class Renderer:
             spans.append(sp)
         return texts, spans
 
-    def _row(self, enc, spans: list[tuple[int, int]] | None) -> dict | None:
+    def _row(self, enc, spans: list[tuple[int, int]] | None, rec: dict) -> dict | None:
         if spans is None:
             return None  # already counted when rendering
         ids = enc.ids
         n = len(ids)
         opts = self.options
         limit = min(n, opts.max_length)
-        if opts.train_on_prompt:
-            labels = list(ids)
-            learned = limit > 0
-        else:
-            labels = [IGNORE] * n
-            learned = False
-            for s, e in spans:
-                if e <= s:
-                    continue
-                t0, t1 = _token_at(enc, s, n, forward=True), _token_at(enc, e - 1, n, forward=False) + 1
-                if t0 is not None and t0 < t1:
-                    labels[t0:t1] = ids[t0:t1]
-                    learned = learned or t0 < limit
+        labels = [IGNORE] * n
+        learned = False
+        for s, e in spans:
+            t0, t1 = _token_at(enc, s, n, forward=True), _token_at(enc, e - 1, n, forward=False)
+            if e > s and t0 is not None and t1 is not None and t0 <= t1:
+                labels[t0:t1 + 1] = ids[t0:t1 + 1]
+                learned = learned or t0 < limit
         if n > opts.max_length:
             if opts.overflow == "drop":
                 self.stats.dropped["too_long"] += 1
@@ -195,19 +238,33 @@ class Renderer:
             self.stats.dropped["nothing_to_learn"] += 1
             return None
         self.stats.rendered += 1
-        return {"input_ids": ids, "labels": labels}
+        row = {"input_ids": ids, "labels": labels}
+        if "origin" in rec:
+            row["origin"] = rec["origin"]
+        return row
+
+
+def _complement(n: int, holes: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The parts of ``[0, n)`` outside the sorted, disjoint spans ``holes``."""
+    out, pos = [], 0
+    for s, e in holes:
+        out.append((pos, s))
+        pos = e
+    out.append((pos, n))
+    return [(s, e) for s, e in out if e > s]
 
 
 def _token_at(enc, char: int, n: int, forward: bool) -> int | None:
-    """Token holding ``char``; at a span start, a token that begins before the span is left out."""
+    """Token holding ``char`` (searching forward or backward past characters no token holds).
+
+    A token that straddles a span boundary holds characters of the span, so it is learned, as in
+    ``apply_chat_template``'s assistant mask: a reply starting with whitespace merged into the header's
+    newline is still learned.
+    """
     t = enc.char_to_token(char)
     step = 1 if forward else -1
     probe = char
     while t is None and 0 <= probe + step < (enc.offsets[-1][1] if n else 0):
         probe += step
         t = enc.char_to_token(probe)
-    if t is None:
-        return None
-    if forward and enc.token_to_chars(t)[0] < char:
-        t += 1  # the token straddles the boundary: it belongs to the prompt
     return t
