@@ -22,11 +22,10 @@ LF = REPO / "data" / "llamafactory"
 
 
 def alpaca_records(n: int) -> list[dict]:
-    from sftkit.data.pipeline import ConvertOptions, Report, iter_converted, sources_from_paths
+    from sftkit.data.source import DataSource, load
 
-    opts = ConvertOptions()
-    base = [r for _, recs, _ in iter_converted(sources_from_paths([LF / "alpaca_zh_demo.json", LF / "alpaca_en_demo.json"],
-                                                                  opts), opts, Report()) for r in recs or []]
+    pools = load([DataSource(path=str(LF / "alpaca_zh_demo.json")), DataSource(path=str(LF / "alpaca_en_demo.json"))])
+    base = [r for pool in pools for r in pool.records]
     return [base[i % len(base)] for i in range(n)]
 
 

@@ -142,6 +142,8 @@ def test_run_data_report_counts_per_source_and_rows_keep_origin(tmp_path, tokeni
     assert report["train_rows_per_file"] == {str(a): 3, str(b): 6}
     assert json.loads((run / "rejects.jsonl").read_text())["line"] == 7
     origins = [o for r in rows for o in r["origins"]]  # packed rows keep every sample's origin
+    lineage = [json.loads(line) for line in (run / "lineage.jsonl").read_text().splitlines()]
+    assert [x["origins"] for x in lineage] == [r["origins"] for r in rows]
     assert sorted((o["file"], o["line"]) for o in origins if o["file"] == str(b)) == \
         sorted([(str(b), i) for i in (1, 2, 3)] * 2)
 

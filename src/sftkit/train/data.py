@@ -2,7 +2,8 @@
 
 Everything that happens to the records is counted in the run's ``data_report.json``, per source and per
 file; records the data engine refused are written to the run's ``rejects.jsonl`` with file, line, field and
-reason. Every row keeps the ``origin`` (file, line) of its record, so a training row can be traced back.
+reason. Every row keeps the ``origin`` (file, line, index) of its record(s): ``lineage.jsonl`` lists, for each
+training row in order, where its samples came from (a packed row holds several).
 """
 
 from __future__ import annotations
@@ -74,6 +75,15 @@ def _per_file(rows: list[dict]) -> dict[str, int]:
     return dict(Counter((r.get("origin") or {}).get("file", "?") for r in rows))
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def prepare(cfg: SFTConfig, tokenizer, run_dir: Path, write: bool = True) -> tuple[list[dict], list[dict], Renderer]:
     """Train and eval rows for a run; writes ``data_report.json`` (and ``rejects.jsonl``) to the run folder.
 
@@ -96,9 +106,10 @@ def prepare(cfg: SFTConfig, tokenizer, run_dir: Path, write: bool = True) -> tup
         report["packed_rows"] = len(train_rows)
     path = run_dir / "data_report.json"
     if write:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str))
-        tmp.replace(path)
+        _write_atomic(path, json.dumps(report, indent=2, ensure_ascii=False, default=str))
+        _write_atomic(run_dir / "lineage.jsonl", "".join(
+            json.dumps({"row": i, "origins": r.get("origins") or [r.get("origin")]}, ensure_ascii=False) + "\n"
+            for i, r in enumerate(train_rows)))
     if not train_rows:
         dropped = ", ".join(f"{k} {v}" for k, v in stats["dropped"].items()) or "none"
         raise SftkitError(f"no training rows left after rendering ({len(train_recs)} records; dropped: {dropped}; "
