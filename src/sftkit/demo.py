@@ -28,24 +28,24 @@ def _title(text: str) -> None:
 
 
 def check_data() -> None:
-    from sftkit.data.pipeline import ConvertOptions, check_files, sources_from_paths
+    from sftkit.data.pipeline import ConvertOptions, check_files
     from sftkit.data.report_text import check_text
+    from sftkit.data.source import DataSource
 
     opts = ConvertOptions()
     lf = DATA / "llamafactory"
     paths = [lf / "identity.json", lf / "alpaca_zh_demo.json", lf / "glaive_toolcall_zh_demo.json", DATA / "gsm8k" / "test.jsonl"]
-    print(check_text(check_files(sources_from_paths(paths, opts), opts), show_errors=3))
+    sources = [s for p in paths for s in DataSource(path=str(p)).sources(opts)]
+    print(check_text(check_files(sources, opts), show_errors=3))
 
 
 def split_identity() -> tuple[Path, list[dict]]:
     """Canonical identity records with the persona filled in: train file + held-out records."""
-    from sftkit.data.pipeline import ConvertOptions, Report, iter_converted, sources_from_paths
+    from sftkit.data.source import DataSource, load
 
-    opts = ConvertOptions()
-    records = [r for _, recs, _ in iter_converted(sources_from_paths([DATA / "llamafactory" / "identity.json"], opts),
-                                                  opts, Report()) for r in recs or []]
-    text = json.dumps(records, ensure_ascii=False).replace("{{name}}", NAME).replace("{{author}}", AUTHOR)
-    records = json.loads(text)
+    (pool,) = load([DataSource(path=str(DATA / "llamafactory" / "identity.json"),
+                               replace={"{{name}}": NAME, "{{author}}": AUTHOR})])
+    records = pool.records
     random.Random(7).shuffle(records)
     held, train = records[:HELD_OUT], records[HELD_OUT:]
     OUT.mkdir(parents=True, exist_ok=True)
