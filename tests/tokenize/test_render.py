@@ -6,6 +6,7 @@ import copy
 
 import pytest
 
+from sftkit.models import load_tokenizer
 from sftkit.tokenize.render import IGNORE, Renderer, RenderOptions, _jinja_messages
 from sftkit.tokenize.templates import TEMPLATES
 
@@ -137,3 +138,93 @@ def test_kto_undesirable_and_template_errors_are_dropped_and_counted(tokenizer):
     rows = strict([CONVERSATIONS["multi_system"], good])
     assert rows[0] is None and rows[1] is not None
     assert any(k.startswith("template_error") for k in strict.stats.dropped)
+
+
+@pytest.mark.parametrize("reply", [" x", "\nx", "    code()", "\n\n    indented", "\t tab"])
+@pytest.mark.parametrize("name", ["chatml", "qwen", "qwen3", "alpaca", "plain"])
+def test_reply_starting_with_whitespace_is_learned_like_apply_chat_template(tokenizer, name, reply):
+    """A token merging the header's newline with the reply's first characters is learned (it predicts them)."""
+    rec = {"messages": [{"role": "user", "content": "show me"}, {"role": "assistant", "content": reply}]}
+    row = Renderer(tokenizer, name)([rec])[0]
+    expected = _hf(tokenizer, rec, TEMPLATES[name])
+    assert row["input_ids"] == expected["input_ids"]
+    assert [int(x != IGNORE) for x in row["labels"]] == expected["assistant_masks"]
+
+
+def test_code_indentation_token_is_learned(tokenizer):
+    rec = {"messages": [{"role": "user", "content": "code"}, {"role": "assistant", "content": "    return 1"}]}
+    row = Renderer(tokenizer, "chatml")([rec])[0]
+    first = next(i for i, lab in enumerate(row["labels"]) if lab != IGNORE)
+    assert tokenizer.decode(row["input_ids"][first]).startswith("\n")  # "\n" + indentation is one token
+    assert tokenizer.decode(row["input_ids"][first - 1]) == "assistant"
+
+
+def _learned_text(tokenizer, row) -> str:
+    return tokenizer.decode([t for t, lab in zip(row["input_ids"], row["labels"], strict=True) if lab != IGNORE])
+
+
+def test_loss_weight_masks_a_reply_and_keeps_mask_history_and_train_on_prompt(tokenizer):
+    msgs = [{"role": "user", "content": "q1"}, {"role": "assistant", "content": "first", "loss_weight": 0},
+            {"role": "user", "content": "q2"}, {"role": "assistant", "content": "second", "loss_weight": 1}]
+    rec = {"messages": msgs}
+    assert _learned_text(tokenizer, Renderer(tokenizer, "chatml")([rec])[0]) == "second<|im_end|>"
+    both = {"messages": [{k: v for k, v in m.items() if k != "loss_weight"} for m in msgs]}
+    assert _learned_text(tokenizer, Renderer(tokenizer, "chatml")([both])[0]) == "first<|im_end|>second<|im_end|>"
+    history = Renderer(tokenizer, "chatml", RenderOptions(mask_history=True))
+    assert _learned_text(tokenizer, history([both])[0]) == "second<|im_end|>"
+    prompt = Renderer(tokenizer, "chatml", RenderOptions(train_on_prompt=True))([rec])[0]
+    learned = _learned_text(tokenizer, prompt)
+    assert "first" not in learned and "q1" in learned and "second" in learned
+    only_masked = {"messages": msgs[:2]}
+    r = Renderer(tokenizer, "chatml")
+    assert r([only_masked]) == [None] and r.stats.dropped["nothing_to_learn"] == 1
+
+
+def test_media_in_a_text_only_run_is_dropped_and_counted(tokenizer):
+    rec = {"messages": [{"role": "user", "content": "<image>What is it?"}, {"role": "assistant", "content": "A cat."}],
+           "images": ["/data/cat.png"]}
+    r = Renderer(tokenizer, "chatml")
+    assert r([rec, CONVERSATIONS["single"]])[0] is None
+    assert r.stats.dropped["media_in_text_only_run"] == 1 and r.stats.rendered == 1
+    for kind in ("videos", "audios"):
+        assert Renderer(tokenizer, "chatml")([{**CONVERSATIONS["single"], kind: ["/a.mp4"]}]) == [None]
+    assert Renderer(tokenizer, "chatml", RenderOptions(allow_media=True))([rec])[0] is not None
+
+
+def test_rows_keep_the_record_origin(tokenizer):
+    origin = {"file": "/data/a.jsonl", "line": 7, "index": 6}
+    r = Renderer(tokenizer, "chatml")
+    rows = r([{**CONVERSATIONS["single"], "origin": origin}, CONVERSATIONS["single"]])
+    assert rows[0]["origin"] == origin and "origin" not in rows[1]
+    assert list(r.render_many([{**CONVERSATIONS["single"], "origin": origin}]))[0]["origin"] == origin
+
+
+def test_reasoning_rendered_by_qwen3_and_counted_where_not_rendered(tokenizer):
+    rec = {"messages": [{"role": "user", "content": "q1"},
+                        {"role": "assistant", "content": "a1", "reasoning_content": "early thought"},
+                        {"role": "user", "content": "q2"},
+                        {"role": "assistant", "content": "a2", "reasoning_content": "late thought"}]}
+    qwen3 = Renderer(tokenizer, "qwen3")
+    learned = _learned_text(tokenizer, qwen3([rec])[0])
+    assert "<think>\nlate thought\n</think>\n\na2<|im_end|>" in learned
+    assert "early thought" not in learned  # Qwen3 drops reasoning before the last user query
+    assert qwen3.stats.not_rendered["reasoning"] == 1
+    last_only = {"messages": rec["messages"][2:]}
+    r = Renderer(tokenizer, "qwen3")
+    r([last_only])
+    assert r.stats.not_rendered["reasoning"] == 0
+    chatml = Renderer(tokenizer, "chatml")
+    assert "thought" not in tokenizer.decode(chatml([rec])[0]["input_ids"])
+    assert chatml.stats.not_rendered["reasoning"] == 1 and chatml.stats.to_dict()["not_rendered"] == {"reasoning": 1}
+
+
+@pytest.mark.parametrize("name", [*TEMPLATES, None])
+def test_tools_reach_every_template_and_rendering_never_mutates_the_tokenizer(tokenizer, name):
+    tok = load_tokenizer("sftkit-tiny")  # its own copy: the state compared below is shared by shallow copies
+    before = (tok.padding_side, tok.truncation_side, tok.chat_template, tok.backend_tokenizer.to_str())
+    renderer = Renderer(tok, name)
+    prompt = renderer.prompt_text(CONVERSATIONS["tool_call"]["messages"][:1], TOOLS)
+    assert "get_weather" in prompt and "天气" in prompt
+    assert renderer([CONVERSATIONS["tool_call"], CONVERSATIONS["multi_system"]])[0] is not None
+    list(renderer.render_many([CONVERSATIONS["single"]]))
+    assert (tok.padding_side, tok.truncation_side, tok.chat_template, tok.backend_tokenizer.to_str()) == before

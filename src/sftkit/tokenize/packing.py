@@ -43,7 +43,8 @@ def pack(rows: list[dict], max_length: int) -> list[list[dict]]:
 
 
 def packed_rows(rows: list[dict], max_length: int) -> list[dict]:
-    """Packed training rows: ``input_ids``, ``labels`` and per-sample ``lengths``."""
+    """Packed training rows: ``input_ids``, ``labels``, per-sample ``lengths`` and ``origins`` (lineage:
+    each sample's ``origin``, None where a row has none). Collators read only the keys they need."""
     out = []
     for group in pack(rows, max_length):
         ids, labels, lengths = [], [], []
@@ -52,7 +53,8 @@ def packed_rows(rows: list[dict], max_length: int) -> list[dict]:
             # the first token of a sample is never a target: it would be predicted from the previous sample
             labels += [IGNORE] + r["labels"][1:]
             lengths.append(len(r["input_ids"]))
-        out.append({"input_ids": ids, "labels": labels, "lengths": lengths})
+        out.append({"input_ids": ids, "labels": labels, "lengths": lengths,
+                    "origins": [r.get("origin") for r in group]})
     return out
 
 
