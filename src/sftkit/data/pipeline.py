@@ -125,7 +125,7 @@ def sources_from_paths(paths: list, opts: ConvertOptions) -> list[Source]:
     """Plain files / folders -> Sources with the user's options."""
     if opts.format and opts.format not in FORMATS:
         raise SftkitError(f"unknown format {opts.format!r}; known: {', '.join(sorted(FORMATS))}")
-    options = Options(repairs=frozenset(opts.repairs), speaker_map=dict(opts.speaker_map))
+    options = Options(repairs=frozenset(opts.repairs), speaker_map=dict(opts.speaker_map), prompts=opts.prompts)
     return [Source(p, opts.format, options) for p in expand_paths(paths)]
 
 
@@ -214,7 +214,7 @@ def _unwritable(rec: dict) -> tuple[str, str | None]:
     return "", None
 
 
-def _convert_one(item: Item, fmt, src: Source, opts: ConvertOptions, base: str, rep: FileReport):
+def convert_item(item: Item, fmt, src: Source, opts: ConvertOptions, base: str, rep: FileReport):
     """Convert and validate one item; return (records, None) or (None, reject)."""
     if item.error is not None:
         return None, _reject(item, "", item.error)
@@ -267,7 +267,7 @@ def iter_converted(sources: list[Source], opts: ConvertOptions,
             for item in _chain(head, stream):
                 rep.read += 1
                 tick()
-                records, rej = _convert_one(item, fmt or _record_format(item, opts), src, opts, base, rep)
+                records, rej = convert_item(item, fmt or _record_format(item, opts), src, opts, base, rep)
                 if records is not None and deduper is not None:
                     dup_of = deduper.check(records, f"{item.source}:{item.line or item.index}")
                     if dup_of:

@@ -3,7 +3,8 @@
 An entry's ``file_name`` (file or folder, relative to the registry), ``formatting`` (alpaca |
 sharegpt), ``columns``, ``tags``, ``ranking``, ``num_samples`` and ``split`` are honoured. Entries
 that live on a hub or behind a script need the network, which sftkit never uses: they fail with a
-message saying so and what to do instead.
+message saying so and what to do instead. A key of the wrong JSON type (``columns`` as a list,
+``ranking`` as text, ...) is a one-line error naming the dataset and the key.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from sftkit.data.formats import Options
 from sftkit.data.pipeline import ConvertOptions, Source
 from sftkit.data.readers import expand_paths
 from sftkit.errors import SftkitError
+from sftkit.textutil import json_type
 
 _NETWORK_KEYS = ("hf_hub_url", "ms_hub_url", "om_hub_url", "script_url", "cloud_file_name")
-_SPLIT = re.compile(r"^\s*(\w+)\s*(?:\[\s*(-?\d*%?)\s*:\s*(-?\d*%?)\s*\])?\s*$")
+_SPLIT = re.compile(r"^\s*(\w+)\s*(?:\[\s*(-?\d{0,18}%?)\s*:\s*(-?\d{0,18}%?)\s*\])?\s*$")
 
 
 def load_registry(path: str | Path) -> dict:
@@ -66,6 +68,7 @@ def _entry_sources(name: str, entry: dict, root: Path, opts: ConvertOptions, see
             "then add an entry with \"file_name\" pointing at the local copy")
     if not entry.get("file_name"):
         raise SftkitError(f"dataset {name!r}: entry has no file_name")
+    _check_types(name, entry)
     formatting = entry.get("formatting", "alpaca")
     if formatting not in ("alpaca", "sharegpt"):
         raise SftkitError(f"dataset {name!r}: unknown formatting {formatting!r} (alpaca or sharegpt)")
@@ -76,12 +79,33 @@ def _entry_sources(name: str, entry: dict, root: Path, opts: ConvertOptions, see
     if formatting == "sharegpt":
         columns.setdefault("messages", "conversations")
     options = Options(repairs=frozenset(opts.repairs), speaker_map=dict(opts.speaker_map), columns=columns,
-                      tags=dict(entry.get("tags") or {}), ranking=bool(entry.get("ranking")), registry=True)
+                      tags=dict(entry.get("tags") or {}), ranking=bool(entry.get("ranking")), registry=True,
+                      prompts=opts.prompts)
     select = _selector(name, entry.get("split", "train"), entry.get("num_samples"), seed)
     path = root / entry["file_name"]
     if not path.exists():
         raise SftkitError(f"dataset {name!r}: file_name {entry['file_name']!r} not found at {path}")
     return [Source(p, fmt, options, select, name) for p in expand_paths([path])]
+
+
+def _check_types(name: str, entry: dict) -> None:
+    """Refuse entry keys of the wrong JSON type with a message naming the dataset and the key."""
+    for key, want in (("file_name", "a text path"), ("formatting", "text (alpaca or sharegpt)"),
+                      ("split", "text such as train or train[:100]")):
+        if key in entry and not isinstance(entry[key], str):
+            raise SftkitError(f"dataset {name!r}: {key} must be {want}, got a JSON {json_type(entry[key])}")
+    if "ranking" in entry and not isinstance(entry["ranking"], bool):
+        raise SftkitError(f"dataset {name!r}: ranking must be true or false, got a JSON {json_type(entry['ranking'])}")
+    for key in ("columns", "tags"):
+        value = entry.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise SftkitError(f"dataset {name!r}: {key} must be an object of name -> column, "
+                              f"got a JSON {json_type(value)}")
+        bad = next((k for k, v in value.items() if not isinstance(v, str)), None)
+        if bad is not None:
+            raise SftkitError(f"dataset {name!r}: {key}.{bad} must be text, got a JSON {json_type(value[bad])}")
 
 
 def _selector(name: str, split, num_samples, seed: int):
@@ -91,7 +115,7 @@ def _selector(name: str, split, num_samples, seed: int):
         raise SftkitError(f"dataset {name!r}: split {split!r} not available; a local file has only the 'train' "
                           "split (slices like train[:100] or train[:10%] work)")
     lo, hi = m.group(2), m.group(3)
-    if num_samples is not None and (not isinstance(num_samples, int) or num_samples < 1):
+    if num_samples is not None and (type(num_samples) is not int or num_samples < 1):
         raise SftkitError(f"dataset {name!r}: num_samples must be a positive integer, got {num_samples!r}")
     if not lo and not hi and num_samples is None:
         return None

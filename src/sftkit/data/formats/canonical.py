@@ -27,7 +27,7 @@ def looks_canonical(r: dict) -> bool:
             and all(isinstance(m, dict) and "role" in m and "content" in m for m in msgs))
 
 
-@register("canonical", detect=looks_canonical, priority=5)
+@register("canonical", detect=looks_canonical, priority=4)
 def convert_canonical(raw: dict, ctx: Ctx) -> dict:
     """sftkit's own records (messages or text, meta, origin), read as they are (a fixed point)."""
     if "messages" not in raw and "text" in raw:

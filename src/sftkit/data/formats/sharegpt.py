@@ -29,6 +29,7 @@ def media(raw: dict, ctx: Ctx, used: set[str]) -> dict[str, list]:
         from_parts = ctx.media.get(kind)
         keys = (cols[kind],) if cols.get(kind) else _MEDIA_KEYS[kind]
         key = next((k for k in keys if raw.get(k) not in (None, "", [])), None)
+        used.update(k for k in keys if k in raw and raw[k] in (None, "", []))  # an empty list says nothing
         if key is None:
             if from_parts:
                 out[kind] = list(from_parts)
