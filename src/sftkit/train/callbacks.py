@@ -15,6 +15,7 @@ from sftkit.train.run_dir import (  # noqa: F401  (COMPLETE, last_complete_check
     last_complete_checkpoint,
     mark_complete,
     prune_checkpoints,
+    whole_run_train_loss,
 )
 
 
@@ -26,6 +27,9 @@ class MetricsJsonl(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if is_main_process() and logs:
+            if "train_loss" in logs:  # the Trainer's figure covers only the steps since a resume
+                whole = whole_run_train_loss(state.log_history, state.global_step)
+                logs = {**logs, "train_loss": whole if whole is not None else logs["train_loss"]}
             rec = {"step": state.global_step, "epoch": state.epoch, **{k: _json(v) for k, v in logs.items()}}
             with open(self.path, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(rec, default=str) + "\n")

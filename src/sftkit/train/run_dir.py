@@ -105,14 +105,23 @@ def atomic_write_text(path: Path, text: str) -> None:
     fsync_dir(path.parent)
 
 
-def _disk_full(e: BaseException) -> OSError | None:
-    """The ENOSPC/EDQUOT OSError behind ``e`` (itself or a cause), if any."""
-    seen = 0
-    while e is not None and seen < 10:
+def _disk_full(e: BaseException, run_dir: Path) -> tuple[bool, str | None]:
+    """(whether ``e`` or one of its causes says the disk is full, the file it names). torch and safetensors wrap
+    the OSError: torch as "file write failed", safetensors as "StorageFull"."""
+    for _ in range(10):
+        if e is None:
+            break
         if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-            return e
-        e, seen = e.__cause__ or e.__context__, seen + 1
-    return None
+            return True, e.filename
+        text = str(e)
+        if "No space left on device" in text or "StorageFull" in text:
+            return True, None
+        if "write failed" in text:
+            with contextlib.suppress(OSError):
+                if shutil.disk_usage(run_dir).free < 64 * 2**20:
+                    return True, None
+        e = e.__cause__ or e.__context__
+    return False, None
 
 
 @contextlib.contextmanager
@@ -121,12 +130,12 @@ def disk_full_is_user_error(run_dir: Path):
     try:
         yield
     except Exception as e:
-        full = _disk_full(e)
-        if full is None:
+        full, where = _disk_full(e, run_dir)
+        if not full:
             raise
         remove_tmp_files(run_dir)
-        where = full.filename or run_dir
-        raise SftkitError(f"disk full while writing {where}: free space and resume with train.resume=auto") from None
+        raise SftkitError(f"disk full while writing {where or run_dir}: free space and resume with "
+                          "train.resume=auto") from None
 
 
 def remove_tmp_files(run_dir: Path) -> None:

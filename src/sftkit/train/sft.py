@@ -93,10 +93,10 @@ def _prepare_run_dir(cfg: SFTConfig, run_dir: Path) -> None:
         truncate_metrics(run_dir / "metrics.jsonl", int(state.get("global_step", 0)))
         return
     old = checkpoints(run_dir)
-    if old and not cfg.train.overwrite:
-        why = "none of them is complete" if cfg.train.resume == "auto" else "this run does not resume"
-        raise SftkitError(f"{run_dir} holds checkpoints of an earlier run ({old[-1].name}, ...) and {why}; set "
-                          "train.resume=auto to continue it, train.overwrite=true to start over, or another output_dir")
+    if old and not cfg.train.overwrite and cfg.train.resume != "auto":  # auto: none is complete, none can be used
+        raise SftkitError(f"{run_dir} holds checkpoints of an earlier run ({old[-1].name}, ...) and this run does "
+                          "not resume; set train.resume=auto to continue it, train.overwrite=true to start over, "
+                          "or another output_dir")
     for d in old:
         discard(d)
     clean_interrupted(run_dir)
@@ -209,18 +209,23 @@ def save_final(model, tokenizer, cfg: SFTConfig, out: Path, metrics: dict) -> No
     """
     if getattr(model.config, "_attn_implementation", None) == ATTENTION:
         model.set_attn_implementation("sdpa")
-    if not METHODS[cfg.method].adapter and hasattr(model, "peft_config") and hasattr(model, "merge_and_unload"):
+    method = METHODS[cfg.method]
+    if not method.adapter and hasattr(model, "peft_config") and hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
+    save = getattr(method, "save", None) if method.adapter else None  # e.g. bottleneck adapters: their own files
     partial = out.parent / PARTIAL_FINAL
     shutil.rmtree(partial, ignore_errors=True)
     try:
         partial.mkdir(parents=True)
-        model.save_pretrained(partial, safe_serialization=True)
+        if save is not None:
+            save(model, partial)
+        else:
+            model.save_pretrained(partial, safe_serialization=True)
         if cfg.template:  # plain transformers then renders prompts exactly as training did
             tokenizer.chat_template = get_template(cfg.template).jinja()
         tokenizer.save_pretrained(partial)
         info = {"base_model": cfg.model, "method": cfg.method, "template": cfg.template,
-                "adapter": (partial / "adapter_config.json").exists(), "metrics": metrics}
+                "adapter": not any(partial.glob("model*.safetensors")), "metrics": metrics}  # what was saved
         atomic_write_text(partial / "sftkit.json", json.dumps(info, indent=2, default=str))
         fsync_tree(partial)
         discard(out)
