@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.data.helpers import one, reject, run
@@ -117,3 +119,137 @@ def test_file_whose_first_records_are_all_broken(tmp_path):
     assert (f.read, f.converted, f.rejected) == (62, 1, 61)
     assert records[0]["messages"][0]["content"] == "a"
     assert "cannot detect the data format" in rejects[-1]["reason"] and rejects[-1]["line"] == 62
+
+
+# --- records that used to crash or be silently changed (issue 7, defects 7 and 11) ---------------------------------
+
+def test_lone_surrogate_is_rejected_and_written_to_rejects_without_crashing(tmp_path):
+    from sftkit.data.pipeline import ConvertOptions, convert_files, sources_from_paths
+
+    rows = ['{"instruction": "a\\ud800b", "output": "x"}', '{"instruction": "ok", "output": "fine"}']
+    records, rejects, _ = run(tmp_path, rows)
+    assert len(records) == 1 and rejects[0]["field"] == "messages[0].content" and "lone surrogate" in rejects[0]["reason"]
+    opts = ConvertOptions()
+    report = convert_files(sources_from_paths([tmp_path / "data.jsonl"], opts), tmp_path / "out.jsonl", None, opts)
+    assert report.total("converted") == 1 and report.total("rejected") == 1
+    (line,) = (tmp_path / "out.rejects.jsonl").read_text(encoding="utf-8").splitlines()
+    rej = json.loads(line)
+    assert rej["line"] == 1 and json.loads(rej["raw"]) == {"instruction": "a\ud800b", "output": "x"}  # kept exactly
+
+
+def test_nan_and_infinity_are_rejected_never_written(tmp_path):
+    from sftkit.data.pipeline import ConvertOptions, convert_files, sources_from_paths
+
+    rows = ['{"instruction": "a", "output": "b", "score": NaN}', '{"instruction": "a", "output": "b", "w": [1, -Infinity]}',
+            '{"instruction": "a", "output": "b", "score": 0.5}']
+    records, rejects, _ = run(tmp_path, rows)
+    assert [(r["field"], "NaN / Infinity" in r["reason"]) for r in rejects] == [("meta.score", True), ("meta.w[1]", True)]
+    opts = ConvertOptions()
+    convert_files(sources_from_paths([tmp_path / "data.jsonl"], opts), tmp_path / "out.jsonl", None, opts)
+    def strict(constant):
+        raise AssertionError(f"non-standard JSON constant {constant} written")
+
+    for name in ("out.jsonl", "out.rejects.jsonl"):
+        for line in (tmp_path / name).read_text().splitlines():
+            json.loads(line, parse_constant=strict)
+
+
+def test_a_5000_digit_integer_in_a_text_field_is_a_reject():
+    from sftkit.data.formats import FORMATS, Ctx, Options
+    from sftkit.errors import RecordError
+
+    for fmt, raw in (("alpaca", {"instruction": 10**5000, "output": "x"}), ("qa", {"question": "q", "answer": -(10**5000)}),
+                     ("sharegpt", {"conversations": [{"from": "human", "value": 10**5000}]})):
+        with pytest.raises(RecordError, match="number too long"):
+            FORMATS[fmt].convert(raw, Ctx(Options()))
+
+
+def test_deep_nesting_inside_a_json_string_is_a_reject(tmp_path):
+    deep = "[" * 100_000 + "]" * 100_000
+    turns = [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]
+    rej = reject(tmp_path, {"conversations": turns, "tools": deep})
+    assert rej["field"] == "tools" and "nested too deeply" in rej["reason"]
+    rej = reject(tmp_path, {"conversations": [turns[0], {"from": "function_call", "value": deep}, turns[1]]})
+    assert rej["field"] == "conversations[1].value" and "nested too deeply" in rej["reason"]
+    rej = reject(tmp_path, {"conversations": turns, "tools": '[{"name": "f", "n": ' + "9" * 5000 + "}]"})
+    assert rej["field"] == "tools" and "cannot be read" in rej["reason"]
+
+
+@pytest.mark.parametrize("kind,token", [("images", "<image>"), ("videos", "<video>"), ("audios", "<audio>")])
+def test_control_characters_in_media_paths_are_rejected(tmp_path, kind, token):
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    rej = reject(tmp_path, {"messages": [{"role": "user", "content": token + "q"}, {"role": "assistant", "content": "a"}],
+                            kind: ["a.jpg\x00.png"]})
+    assert rej["field"] == f"{kind}[0]" and "control character" in rej["reason"]
+
+
+@pytest.mark.parametrize("token,kind", [("<image>", "images"), ("<video>", "videos"), ("<audio>", "audios")])
+def test_placeholders_without_media_are_rejected(tmp_path, token, kind):
+    rej = reject(tmp_path, {"conversations": [{"from": "human", "value": f"{token}What is this?"}, {"from": "gpt", "value": "x"}]})
+    assert rej["field"] == kind and "no " + kind in rej["reason"] and "literal text" in rej["reason"]
+    rej = reject(tmp_path, {"instruction": "q", "output": f"see {token}"})
+    assert rej["field"] == "messages[1]" and "outside a user turn" in rej["reason"]
+
+
+@pytest.mark.parametrize("meta", ["x", ["a", 1], 3])
+def test_a_meta_that_is_not_an_object_is_kept(tmp_path, meta):
+    rec, rep = one(tmp_path, {"instruction": "q", "output": "a", "meta": meta, "id": 1})
+    assert rec["meta"] == {"meta": meta, "id": 1}
+    assert rep.warnings["meta_not_object"] == 1
+
+
+def test_a_top_level_key_does_not_overwrite_meta(tmp_path):
+    rec, rep = one(tmp_path, {"instruction": "q", "output": "a", "id": 1, "src": "web", "meta": {"id": 2, "src": "web"}})
+    assert rec["meta"] == {"id": 2, "src": "web", "id_top": 1}  # equal values are not a collision
+    assert rep.warnings["meta_key_collision"] == 1
+    rec, _ = one(tmp_path, {"question": "q", "answer": "x #### 4", "meta": {"final_answer": "5"}})
+    assert rec["meta"] == {"final_answer": "5", "final_answer_top": "4"}
+
+
+def test_non_alternating_turns_are_counted_not_rejected(tmp_path):
+    rec, rep = one(tmp_path, conv(("human", "q"), ("human", "more"), ("gpt", "a"), ("gpt", "b")))
+    assert len(rec["messages"]) == 4 and rep.warnings["non_alternating"] == 1
+    assert rep.warning_examples[0]["field"] == "messages[1]"
+    _, rep = one(tmp_path, conv(("human", "q"), ("gpt", "a"), ("human", "q2"), ("gpt", "a2")))
+    assert "non_alternating" not in rep.warnings
+
+
+def test_a_failed_convert_run_leaves_no_tmp_files(tmp_path):
+    from sftkit.data.pipeline import ConvertOptions, convert_files, sources_from_paths
+    from sftkit.errors import SftkitError
+    from tests.conftest import write_jsonl
+
+    good = write_jsonl(tmp_path / "a.jsonl", [{"instruction": "q", "output": "a"}, "{broken"])
+    bad = write_jsonl(tmp_path / "b.jsonl", [{"foo": 1}])  # undetectable: the run stops with a one-line error
+    opts = ConvertOptions()
+    with pytest.raises(SftkitError, match="cannot detect"):
+        convert_files(sources_from_paths([good, bad], opts), tmp_path / "out" / "train.jsonl", None, opts)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_prompt_mode_keeps_the_trailing_user_turn(tmp_path):
+    rec, rep = one(tmp_path, conv(("human", "q"), ("gpt", "a"), ("human", "next?")), prompts=True)
+    assert [m["role"] for m in rec["messages"]] == ["user", "assistant", "user"] and not rep.warnings
+
+
+@pytest.mark.parametrize("entry,message", [
+    ({"file_name": "d.json", "columns": ["prompt", "response"]}, "columns must be an object"),
+    ({"file_name": "d.json", "columns": {"prompt": 5}}, "columns.prompt must be text"),
+    ({"file_name": "d.json", "tags": 7}, "tags must be an object"),
+    ({"file_name": ["d.json"]}, "file_name must be a text path"),
+    ({"file_name": "d.json", "formatting": None}, "formatting must be text"),
+    ({"file_name": "d.json", "ranking": "yes"}, "ranking must be true or false"),
+    ({"file_name": "d.json", "split": 3}, "split must be text"),
+    ({"file_name": "d.json", "num_samples": True}, "num_samples must be a positive integer"),
+    ({"file_name": "d.json", "split": "train[:" + "9" * 5000 + "]"}, "split"),
+])
+def test_registry_entries_of_the_wrong_type_are_one_line_errors(tmp_path, entry, message):
+    from sftkit.data.pipeline import ConvertOptions
+    from sftkit.data.registry import registry_sources
+    from sftkit.errors import SftkitError
+
+    (tmp_path / "d.json").write_text('[{"instruction": "q", "output": "a"}]')
+    (tmp_path / "dataset_info.json").write_text(json.dumps({"mine": entry}))
+    with pytest.raises(SftkitError) as e:
+        registry_sources(tmp_path, ["mine"], ConvertOptions())
+    assert "dataset 'mine'" in str(e.value) and message in str(e.value)
