@@ -136,3 +136,12 @@ def test_llama3_refuses_two_calls_in_one_turn_like_the_official(tokenizer):
                                       chat_template=official("llama3"))
     renderer = Renderer(tokenizer, "llama3")
     assert renderer([rec]) == [None] and sum(renderer.stats.dropped.values()) == 1
+
+
+@pytest.mark.parametrize("name", ["chatml", "alpaca", "plain"])
+def test_format_string_templates_equal_their_jinja_twin(tokenizer, name):
+    template = TEMPLATES[name]
+    for rec in _cases("qwen"):
+        msgs, tools = _jinja_messages(rec["messages"]), rec.get("tools")
+        twin = tokenizer.apply_chat_template(msgs, tools=tools, tokenize=False, chat_template=template.jinja())
+        assert template.render(rec["messages"], tools, tokenizer.eos_token)[0] == twin, rec

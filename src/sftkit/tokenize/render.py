@@ -93,7 +93,7 @@ class Renderer:
             self.template = next((t for t in TEMPLATES.values() if own and t.jinja() == own), None)
         if self.template is None and not getattr(tokenizer, "chat_template", None):
             raise SftkitError("the tokenizer has no chat_template; set `template:` to a built-in one "
-                              "(chatml, qwen, llama3, alpaca, plain)")
+                              f"({', '.join(TEMPLATES)})")
         self.options = options or RenderOptions()
         self.eos = tokenizer.eos_token or ""
         self.backend = tokenizer.backend_tokenizer  # the Rust tokenizer: batch encoding with char offsets

@@ -43,7 +43,8 @@ class Template:
     eot: str  # end-of-turn token closing a reply (learned); "" -> the tokenizer's eos
     after_eot: str  # text after the end-of-turn token (not learned)
     default_system: str = ""
-    layout: Callable[[Template, list[dict], list | None, str], list[Segment]] | None = None  # None: format strings
+    # (template, messages, tools, end-of-turn string) -> segments; None: the format strings above
+    layout: Callable[[Template, list[dict], list | None, str], list[Segment]] | None = None
     jinja_text: str = ""  # hand-written Jinja twin (layouts); "" -> built from the format strings
     thinks: bool = False  # renders ``reasoning_content`` (see ``lost_fields``)
 
@@ -70,7 +71,8 @@ class Template:
         kept = _qwen3_reasoning_kept(messages) if self.thinks else set()
         if any(m.get("reasoning_content") and i not in kept for i, m in enumerate(messages)):
             lost.append("reasoning")
-        if self.layout is _llama3_layout and any(m.get("tool_calls") and (m.get("content") or "").strip() for m in messages):
+        calls_with_text = any(m.get("tool_calls") and (m.get("content") or "").strip() for m in messages)
+        if self.layout is _llama3_layout and calls_with_text:
             lost.append("content")  # Llama 3.1 renders a tool-call turn as the call alone
         return lost
 
