@@ -138,11 +138,18 @@ def cmd_formats(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from sftkit.config import load_config
-    from sftkit.train.sft import train
+    from sftkit.config import format_fields, load_config
 
+    if args.help_config:
+        print(format_fields(), end="")
+        return 0
+    if not args.config:
+        raise SftkitError("sftkit train needs a config file (see examples/; `sftkit train --help-config` lists "
+                          "every field)")
     cfg = load_config(args.config, args.overrides)
-    run = train(cfg)
+    from sftkit.train import run_stage
+
+    run = run_stage(cfg)
     print(f"run folder: {run}  (final model in {run / 'final'})")
     return 0
 
@@ -296,7 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_formats)
 
     p = sub.add_parser("train", help="fine-tune a model from a YAML config")
-    p.add_argument("config")
+    p.add_argument("config", nargs="?", help="YAML config (see examples/)")
+    p.add_argument("--help-config", action="store_true",
+                   help="list every config field with its type, default and description, and exit")
     p.add_argument("overrides", nargs="*", metavar="key.path=value", help="e.g. train.learning_rate=1e-4")
     p.set_defaults(func=cmd_train)
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import copy
 import difflib
+import types
+import typing
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Union
 
 import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -56,47 +58,94 @@ class DataConfig(Strict):
 
 
 class LoraConfig(Strict):
-    r: int = Field(16, ge=1, validation_alias=AliasChoices("r", "rank"))  # rank (``rank:`` works too)
-    alpha: int = 32  # scaling numerator (alpha / r)
-    dropout: float = Field(0.05, ge=0, lt=1)
-    targets: list[str] | Literal["all-linear"] = "all-linear"  # module names or every linear layer
-    init: Literal["default", "pissa"] = "default"  # pissa: principal singular values initialisation
+    """LoRA family settings (lora, dora, pissa, qlora)."""
+
+    r: int = Field(16, ge=1, validation_alias=AliasChoices("r", "rank"),
+                   description="rank of the low-rank update (`rank:` works too)")
+    alpha: int = Field(32, description="scaling numerator: the update is scaled by alpha / r")
+    dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the adapter input")
+    targets: list[str] | Literal["all-linear"] = Field(
+        "all-linear", description="module names to adapt (e.g. [q_proj, v_proj]; checked against the model), "
+        "or all-linear: every linear layer but lm_head")
+    init: Literal["default", "pissa"] = Field("default", description="pissa: initialise from the principal "
+                                              "singular vectors of each weight (method pissa sets it)")
+
+
+class IA3Config(Strict):
+    """IA3: learned vectors that rescale the outputs of ``targets`` (inputs, for ``feedforward`` ones)."""
+
+    targets: list[str] = Field(["k_proj", "v_proj", "down_proj"],
+                               description="modules whose activations are rescaled (checked against the model)")
+    feedforward: list[str] = Field(["down_proj"], description="which of the targets are feed-forward layers "
+                                   "(their input is rescaled instead of their output)")
+
+
+class AdapterConfig(Strict):
+    """Bottleneck adapters: h + up(act(down(h))) after decoder-layer blocks; up starts at zero."""
+
+    size: int | None = Field(None, ge=1, description="bottleneck width (default: hidden size / reduction_factor)")
+    reduction_factor: int = Field(16, ge=1, description="hidden size / bottleneck width, when size is not set")
+    non_linearity: Literal["relu", "gelu", "silu", "tanh"] = Field("relu", description="activation between "
+                                                                   "the down- and up-projection")
+    placement: Literal["mlp", "both"] = Field("mlp", description="mlp: after each feed-forward block (Pfeiffer); "
+                                              "both: after attention too (Houlsby)")
 
 
 class FreezeConfig(Strict):
-    trainable_layers: int = Field(2, ge=0)  # the last N decoder layers train
-    trainable_modules: list[str] = []  # plus parameters whose name contains any of these (e.g. lm_head)
+    """Freeze tuning: which parameters of the base model train."""
+
+    trainable_layers: int = Field(2, ge=0, description="the last N decoder layers train")
+    trainable_modules: list[str] = Field([], description="plus parameters whose name contains any of these "
+                                         "(e.g. lm_head; a tied lm_head trains the shared embedding); each must "
+                                         "match a parameter")
 
 
 class PromptConfig(Strict):
-    num_virtual_tokens: int = Field(16, ge=1)  # learned prompt length
-    encoder_hidden_size: int = 128  # p-tuning prompt encoder width
-    prefix_projection: bool = True  # prefix tuning: re-parameterise with an MLP (p-tuning v2: no MLP)
+    """Virtual-token methods (prefix, prompt, p_tuning, p_tuning_v2)."""
+
+    num_virtual_tokens: int = Field(16, ge=1, description="learned prompt length")
+    encoder_hidden_size: int = Field(128, ge=1, description="p_tuning prompt encoder / prefix MLP width")
+    prefix_projection: bool = Field(True, description="prefix: re-parameterise the prefixes with an MLP "
+                                    "(p_tuning_v2 never does)")
 
 
 class TrainArgs(Strict):
-    output_dir: str = "runs/sft"  # run folder: checkpoints, metrics.jsonl, config, data report, final model
-    learning_rate: float = Field(2e-4, gt=0)
-    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
-    warmup_ratio: float = Field(0.0, ge=0, lt=1)
-    epochs: float = Field(1.0, gt=0)
-    max_steps: int = -1  # > 0 overrides epochs
-    batch_size: int = Field(8, ge=1)  # per device
-    grad_accum: int = Field(1, ge=1)
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on a GPU that has it, else fp32
-    gradient_checkpointing: bool = False
-    neftune_alpha: float | None = None  # NEFTune embedding noise
-    logging_steps: int = Field(10, ge=1)
-    eval_steps: int | None = None  # eval loss every N steps (default: at the end)
-    save_steps: int = Field(100, ge=1)  # checkpoint every N steps
-    save_total_limit: int = Field(2, ge=1)  # keep the last K checkpoints
-    resume: str | None = None  # "auto": continue from the last complete checkpoint; or a checkpoint path
-    overwrite: bool = False  # start over in an output_dir that holds checkpoints of an earlier run (deletes them)
-    seed: int = 42
-    tensorboard: bool = False
-    num_workers: int = 0  # dataloader workers
+    """Optimisation, checkpoints and the run folder."""
+
+    output_dir: str = Field("runs/sft", description="run folder: checkpoints, metrics.jsonl, config, data report, "
+                            "final model")
+    learning_rate: float = Field(2e-4, gt=0, description="peak learning rate")
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field(
+        "cosine", description="learning-rate schedule after warmup")
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="share of the steps spent warming up")
+    epochs: float = Field(1.0, gt=0, description="passes over the training rows (unless max_steps is set)")
+    max_steps: int = Field(-1, description="optimizer steps to run; -1: use epochs")
+    batch_size: int = Field(8, ge=1, description="rows per device per step")
+    grad_accum: int = Field(1, ge=1, description="gradient accumulation steps (effective batch = batch_size x "
+                            "grad_accum x devices)")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    max_grad_norm: float = Field(1.0, ge=0, description="gradient clipping norm (0: off)")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 on a GPU that has "
+                                                               "it, else fp32")
+    gradient_checkpointing: bool = Field(False, description="recompute activations to save memory")
+    neftune_alpha: float | None = Field(None, gt=0, description="NEFTune: noise added to embeddings in training")
+    logging_steps: int = Field(10, ge=1, description="log loss every N steps (metrics.jsonl)")
+    eval_steps: int | None = Field(None, ge=1, description="eval loss every N steps (default: at each epoch end)")
+    save_steps: int = Field(100, ge=1, description="checkpoint every N steps")
+    save_total_limit: int = Field(2, ge=1, description="keep the last K complete checkpoints")
+    resume: str | None = Field(None, description="auto: continue from the last complete checkpoint; or a "
+                               "checkpoint path")
+    overwrite: bool = Field(False, description="start over in an output_dir that holds checkpoints of an "
+                            "earlier run (deletes them)")
+    seed: int = Field(42, description="initialisation, dropout and data order")
+    tensorboard: bool = Field(False, description="also log to TensorBoard in the run folder")
+    num_workers: int = Field(0, ge=0, description="dataloader worker processes")
+
+    @model_validator(mode="after")
+    def _steps(self):
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ValueError(f"max_steps must be > 0, or -1 to use epochs (got {self.max_steps})")
+        return self
 
 
 class EvalConfig(Strict):
@@ -113,16 +162,22 @@ class EvalConfig(Strict):
 class SFTConfig(Strict):
     """A whole fine-tuning run."""
 
-    model: str = BASE_MODEL  # Hugging Face id, local folder, or sftkit-tiny (shipped)
-    template: str | None = None  # built-in chat template; None = the tokenizer's own chat_template
-    trust_remote_code: bool = False
-    method: str = "lora"  # full, freeze, lora, dora, pissa, qlora, prefix, prompt, p_tuning, p_tuning_v2
-    lora: LoraConfig = LoraConfig()
-    freeze: FreezeConfig = FreezeConfig()
-    prompt: PromptConfig = PromptConfig()
-    data: DataConfig
-    train: TrainArgs = TrainArgs()
-    eval: EvalConfig = EvalConfig()
+    stage: Literal["sft"] = Field("sft", description="training stage: sft (supervised fine-tuning); preference "
+                                  "and RL stages (dpo, kto, orpo, simpo, grpo, ppo, rft) are added as recipes")
+    model: str = Field(BASE_MODEL, description="Hugging Face id (local cache), local folder, run folder, or "
+                       "sftkit-tiny (shipped)")
+    template: str | None = Field(None, description="built-in chat template; none: the tokenizer's own chat_template")
+    trust_remote_code: bool = Field(False, description="run model code shipped with the checkpoint")
+    method: str = Field("lora", description="how the model is adapted: full, freeze, lora, dora, pissa, qlora, "
+                        "ia3, adapter, prefix, prompt, p_tuning, p_tuning_v2 (see sftkit.methods)")
+    lora: LoraConfig = Field(LoraConfig(), description="settings of lora, dora, pissa, qlora")
+    ia3: IA3Config = Field(IA3Config(), description="settings of ia3")
+    adapter: AdapterConfig = Field(AdapterConfig(), description="settings of adapter (bottleneck adapters)")
+    freeze: FreezeConfig = Field(FreezeConfig(), description="settings of freeze")
+    prompt: PromptConfig = Field(PromptConfig(), description="settings of prefix, prompt, p_tuning, p_tuning_v2")
+    data: DataConfig = Field(description="training (and eval-loss) data")
+    train: TrainArgs = Field(TrainArgs(), description="optimisation, checkpoints, run folder")
+    eval: EvalConfig = Field(EvalConfig(), description="generation metrics on held-out data")
 
     @model_validator(mode="before")
     @classmethod
@@ -152,9 +207,15 @@ class SFTConfig(Strict):
             raise ValueError("set data.eval_file or data.val_size, not both")
         if self.train.eval_steps and not (self.data.eval_file or self.data.val_size):
             raise ValueError("train.eval_steps needs evaluation data: set data.val_size or data.eval_file")
-        if self.data.packing and self.method in ("prefix", "prompt", "p_tuning", "p_tuning_v2"):
+        method = METHODS[self.method]
+        if self.stage not in method.stages:
+            raise ValueError(f"method {self.method!r} does not support stage {self.stage!r} "
+                             f"(it supports {', '.join(sorted(method.stages))})")
+        if self.data.packing and not method.packable:
             raise ValueError(f"data.packing does not work with method {self.method!r} (virtual tokens are "
                              "prepended per sequence); set data.packing: false")
+        if not set(self.ia3.feedforward) <= set(self.ia3.targets):
+            raise ValueError("ia3.feedforward must be a subset of ia3.targets")
         if self.eval.every_steps and not self.eval.data:
             raise ValueError("eval.every_steps needs eval.data (a file with reference replies)")
         if self.method == "pissa" and self.lora.init == "default":
@@ -214,8 +275,18 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise SftkitError(f"override {item!r}: {p!r} is not a section")
-        node[parts[-1]] = yaml.safe_load(value)
+        try:
+            node[parts[-1]] = yaml.safe_load(value)
+        except yaml.YAMLError as e:  # tags (!!python/object, !foo) and malformed values alike
+            raise SftkitError(f"override {item!r}: the value is not plain YAML ({_yaml_problem(e)})") from None
     return raw
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """A YAML error on one line: what is wrong and where."""
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    mark = getattr(e, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, raw: dict | None = None) -> SFTConfig:
@@ -227,7 +298,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         except FileNotFoundError:
             raise SftkitError(f"{path}: config not found") from None
         except yaml.YAMLError as e:
-            raise SftkitError(f"{path}: not valid YAML ({e})") from None
+            raise SftkitError(f"{path}: not valid YAML ({_yaml_problem(e)})") from None
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise SftkitError(f"{source}: a config is a YAML mapping (key: value lines), got {type(raw).__name__}")
     raw = apply_overrides(copy.deepcopy(raw or {}), overrides or [])
     try:
         cfg = SFTConfig.model_validate(raw)
@@ -245,6 +319,54 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if cfg.eval.data and not Path(cfg.eval.data).is_absolute():
             cfg.eval.data = str(base / cfg.eval.data)
     return cfg
+
+
+def _type_name(ann) -> str:
+    """A field's type as a reader writes it: ``int | None``, ``linear|cosine``, ``list[str]``."""
+    origin, args = typing.get_origin(ann), typing.get_args(ann)
+    if origin is Literal:
+        return "|".join(map(str, args))
+    if origin in (Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in args)
+    if origin is not None:
+        return f"{getattr(origin, '__name__', origin)}[{', '.join(_type_name(a) for a in args)}]"
+    return "none" if ann is type(None) else getattr(ann, "__name__", str(ann))
+
+
+def describe_fields(model: type[BaseModel] = SFTConfig, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """Every config field as (dotted key, type, default, description), sections expanded: what ``sftkit train
+    --help-config`` prints and what a UI can build a form from."""
+    rows = []
+    for name, f in model.model_fields.items():
+        key, ann = prefix + name, f.annotation
+        section = isinstance(ann, type) and issubclass(ann, BaseModel)
+        if f.is_required():
+            default = "required"
+        elif section:
+            default = ""
+        else:
+            value = f.get_default(call_default_factory=True)
+            default = "none" if value is None else yaml.safe_dump(value, default_flow_style=True).strip()
+            default = default.removesuffix("\n...").strip()
+        rows.append((key, "section" if section else _type_name(ann), default, f.description or ""))
+        if section:
+            rows += describe_fields(ann, key + ".")
+        item = (typing.get_args(ann) or (None,))[0]
+        if typing.get_origin(ann) is list and isinstance(item, type) and issubclass(item, BaseModel):
+            rows += describe_fields(item, key + "[].")  # e.g. data.datasets[].path
+    return rows
+
+
+def format_fields(model: type[BaseModel] = SFTConfig) -> str:
+    """``describe_fields`` as aligned text, one field per line (sections as headings)."""
+    lines = []
+    for key, kind, default, doc in describe_fields(model):
+        if kind == "section":
+            lines.append(f"\n{key}:  {doc}")
+            continue
+        shown = f" = {default}" if default else ""
+        lines.append(f"  {key}: {kind}{shown}\n      {doc}" if doc else f"  {key}: {kind}{shown}")
+    return "\n".join(lines).strip("\n") + "\n"
 
 
 def load_eval_config(path: str | Path) -> tuple[EvalConfig, str]:

@@ -29,6 +29,12 @@ def _load(raw, overrides=None):
     ({"data": {"datasets": [{"dataset": "identity"}]}}, None, "needs `registry`"),
     ({"method": "lora"}, None, "missing required key 'data'"),
     ({**BASE, "max_samples": 3}, None, "key 'max_samples' exists in several sections; put it under data or eval"),
+    (BASE, ["train.max_steps=0"], "max_steps must be > 0, or -1 to use epochs"),
+    (BASE, ["train.max_steps=-5"], "max_steps must be > 0, or -1 to use epochs"),
+    (BASE, ["method=p_tuning", "data.packing=true"], "packing does not work with method 'p_tuning'"),
+    (BASE, ["stage=dpo"], "stage"),
+    (BASE, ["method=ia3", "ia3.feedforward=[up_proj]"], "ia3.feedforward must be a subset of ia3.targets"),
+    (BASE, ["adapter.placement=everywhere"], "adapter.placement"),
 ])
 def test_config_errors_say_what_to_change(raw, overrides, message):
     with pytest.raises(SftkitError) as e:
@@ -63,3 +69,75 @@ def test_flat_keys_move_into_their_section_and_rank_alias():
     assert cfg.train.resume == "auto" and cfg.data.packing and cfg.train.learning_rate == 1e-3 and cfg.lora.r == 8
     again = _load(cfg.model_dump())  # the resolved config saved in a run folder loads back
     assert again == cfg
+
+
+@pytest.mark.parametrize("value", [
+    "!!python/object:os.system",  # a python tag: refused, never constructed
+    "!!python/object/apply:os.system [echo pwned]",
+    "!foo bar",  # an unknown local tag
+    "[1, 2",  # malformed flow sequence
+    "{a: 1",  # malformed flow mapping
+    "'unterminated",
+])
+def test_override_values_with_yaml_tags_or_errors_are_one_line_errors(value):
+    with pytest.raises(SftkitError) as e:
+        _load(BASE, [f"train.learning_rate={value}"])
+    msg = str(e.value)
+    assert msg.startswith("override ") and "train.learning_rate=" in msg and "not plain YAML" in msg
+    assert "\n" not in msg
+
+
+def test_a_broken_config_file_is_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("method: lora\ndata: [oops\n")
+    with pytest.raises(SftkitError) as e:
+        load_config(bad)
+    assert "not valid YAML" in str(e.value) and "line" in str(e.value) and "\n" not in str(e.value)
+    bad.write_text("- just\n- a list\n")
+    with pytest.raises(SftkitError, match="a config is a YAML mapping"):
+        load_config(bad)
+
+
+def test_stages_and_methods_agree():
+    """Every stage the config accepts has a recipe with a train function, and every method names known stages."""
+    import typing
+
+    from sftkit.config import SFTConfig
+    from sftkit.methods import METHODS
+    from sftkit.train import STAGES
+
+    literal = set(typing.get_args(SFTConfig.model_fields["stage"].annotation))
+    assert literal == set(STAGES) == {"sft"}
+    assert _load(BASE).stage == "sft"
+    for m in METHODS.values():
+        assert m.stages <= set(STAGES), m.name
+    described = SFTConfig.model_fields["method"].description
+    assert all(name in described for name in METHODS)
+
+
+def test_every_field_of_the_owned_sections_is_documented():
+    from sftkit.config import (
+        AdapterConfig,
+        FreezeConfig,
+        IA3Config,
+        LoraConfig,
+        PromptConfig,
+        SFTConfig,
+        TrainArgs,
+    )
+
+    for model in (SFTConfig, LoraConfig, IA3Config, AdapterConfig, FreezeConfig, PromptConfig, TrainArgs):
+        undocumented = [n for n, f in model.model_fields.items() if not f.description]
+        assert not undocumented, (model.__name__, undocumented)
+
+
+def test_help_config_lists_fields_with_type_default_and_description(capsys):
+    from sftkit.cli import main
+
+    assert main(["train", "--help-config"]) == 0
+    out = capsys.readouterr().out
+    assert "train.max_steps: int = -1\n      optimizer steps to run; -1: use epochs" in out
+    assert "lora.targets: list[str] | all-linear = all-linear" in out
+    assert "adapter.placement: mlp|both = mlp" in out
+    assert "stage: sft = sft" in out
+    assert "data.datasets: list[" in out and "= required" in out
