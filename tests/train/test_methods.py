@@ -266,3 +266,16 @@ def test_another_adapter_method_from_a_lora_run_says_what_to_do(lora_run, tmp_pa
     cfg = config(run, tmp_path / "ia3", "ia3")
     with pytest.raises(SftkitError, match="cannot continue it: start from its base model, or `sftkit export`"):
         METHODS["ia3"].apply(load_model(str(run), precision="fp32"), cfg)
+
+
+def test_full_from_a_virtual_token_run_is_refused(tmp_path, tiny_model_dir, tokenizer):
+    from peft import PrefixTuningConfig, get_peft_model
+
+    run = tmp_path / "prefix_run"
+    model = get_peft_model(load_model(str(tiny_model_dir), precision="fp32"),
+                           PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=2, prefix_projection=False))
+    model.save_pretrained(run / "final")
+    (run / "final" / "sftkit.json").write_text(json.dumps({"base_model": str(tiny_model_dir), "method": "p_tuning_v2"}))
+    cfg = config(run, tmp_path / "full", "full")
+    with pytest.raises(SftkitError, match="is a p_tuning_v2 run, whose weights cannot be merged into the base"):
+        METHODS["full"].apply(load_model(str(run), precision="fp32"), cfg)

@@ -16,6 +16,7 @@ Starting from a run folder (``model: runs/lora``) is handled once, in ``prepare_
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -46,6 +47,12 @@ class Method:
 
 
 METHODS: dict[str, Method] = {}
+
+
+def note(message: str) -> None:
+    """Print on the main process only (rank 0 of a multi-process launch, or the only process)."""
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(message, flush=True)
 
 
 def register(name: str, doc: str, **constraints):
@@ -107,7 +114,7 @@ def prepare_start(model, cfg, method: Method) -> tuple[object, bool]:
     if not _same_adapter(start, method):
         raise SftkitError(f"{where}; method {method.name!r} cannot continue it: start from its base model, or "
                           f"`sftkit export` the run and start {method.name} from the merged folder")
-    print(f"{where}: training continues its adapter (its saved settings are kept)", flush=True)
+    note(f"{where}: training continues its adapter (its saved settings are kept)")
     return _continue(model, start, method, cfg), True
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from sftkit.errors import SftkitError
-from sftkit.methods import register
+from sftkit.methods import note, register
 
 
 @register("full", "every parameter trains")
@@ -43,8 +43,7 @@ def apply_freeze(model, cfg):
         p.requires_grad_(in_layer or bool(hits))
         shared = [a for a in aliases[id(p)][1:] if any(k in a for k in hits) and not any(k in name for k in hits)]
         if shared:
-            print(f"freeze: {', '.join(shared)} is tied to {name} (one shared tensor); training it trains both",
-                  flush=True)
+            note(f"freeze: {', '.join(shared)} is tied to {name} (one shared tensor); training it trains both")
     unknown = [k for k in wanted if k not in used]
     if unknown:
         shapes = sorted({re.sub(r"\.\d+\.", ".N.", a) for names in aliases.values() for a in names})
