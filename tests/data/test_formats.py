@@ -191,3 +191,12 @@ def test_detection(row, name):
 def test_user_column_mapping(tmp_path):
     rec, rep = one(tmp_path, {"query": "问题", "response": "回答"}, mapping={"question": "query", "answer": "response"})
     assert rep.format == "qa" and rec["messages"] == msgs(("user", "问题"), ("assistant", "回答"))
+
+
+def test_formats_command_lists_the_canonical_format(capsys):
+    from sftkit.cli import main
+
+    assert main(["data", "formats"]) == 0
+    out = capsys.readouterr().out
+    assert "canonical" in out and "fixed point" in out
+    assert out.index("canonical") < out.index("openai")  # tried before plain OpenAI files when detecting

@@ -19,7 +19,7 @@ import os
 import re
 from urllib.parse import unquote, urlsplit
 
-from sftkit.data.formats.base import Ctx
+from sftkit.data.formats.base import Ctx, shown
 from sftkit.errors import RecordError
 from sftkit.schema import MAX_INLINE_MEDIA, MEDIA_KINDS, ROLES
 
@@ -45,7 +45,7 @@ def validate(rec: dict, ctx: Ctx, base_dir: str, root: str | None = None, *, pro
             if i:
                 raise RecordError(f"messages[{i}]", "system turn must come first")
         elif role not in ROLES:
-            raise RecordError(f"messages[{i}].role", f"unknown role {role!r}")
+            raise RecordError(f"messages[{i}].role", f"unknown role {shown(role)}")
         elif _blank(m["content"]) and not m.get("tool_calls"):
             ctx.warn("blank_turn", f"messages[{i}]", f"blank {role} turn")
     _alternation(msgs, ctx)
@@ -111,6 +111,10 @@ def resolve_media(rec: dict, base_dir: str, root: str | None, ctx: Ctx) -> None:
 def _entry(p: str, field: str, base_dir: str, root_real: str) -> str:
     if _CONTROL.search(p):
         raise RecordError(field, f"path holds a control character ({_CONTROL.search(p).group()!r}); fix the name")
+    try:
+        p.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise RecordError(field, f"path holds a lone surrogate (U+{ord(p[e.start]):04X}); fix the name") from None
     if p.startswith("data:"):
         return _inline(p, field)
     url = _URL.match(p)
@@ -125,10 +129,10 @@ def _entry(p: str, field: str, base_dir: str, root_real: str) -> str:
             raise RecordError(field, "path holds a control character; fix the name")
     full = os.path.realpath(os.path.join(base_dir, os.path.expanduser(p)))
     if os.path.commonpath([full, root_real]) != root_real:
-        raise RecordError(field, f"path {p!r} escapes the data folder {root_real}")
+        raise RecordError(field, f"path {shown(p, 200)} escapes the data folder {root_real}")
     if not os.path.isfile(full):
         what = "not a regular file" if os.path.exists(full) else "file not found"
-        raise RecordError(field, f"{what}: {p!r} (looked for {full})")
+        raise RecordError(field, f"{what}: {shown(p, 200)} (looked for {full})")
     return full
 
 

@@ -93,6 +93,17 @@ def text(value: Any, field_: str, ctx: Ctx, *, required: bool = True) -> str:
     raise RecordError(field_, f"expected text, got a JSON {json_type(value)}")
 
 
+def shown(value: Any, limit: int = 60) -> str:
+    """A short, always printable rendering of a source value for a reason (long text cut, huge numbers named)."""
+    if isinstance(value, list | dict):
+        return f"a JSON {json_type(value)}"
+    try:
+        out = repr(value)
+    except ValueError:  # an integer of more digits than Python prints
+        return "a very long number"
+    return out if len(out) <= limit else out[: limit - 3] + "..."
+
+
 def loads(value: str, field_: str, what: str):
     """Parse JSON held in a string field; anything it cannot parse is a RecordError naming the field."""
     try:

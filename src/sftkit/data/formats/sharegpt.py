@@ -10,7 +10,7 @@ and ``audios``, OpenAI content-part arrays (media parts become placeholders, see
 
 from __future__ import annotations
 
-from sftkit.data.formats.base import Ctx, extras, get_list, json_type, register, text
+from sftkit.data.formats.base import Ctx, extras, get_list, json_type, register, shown, text
 from sftkit.data.formats.turns import parse_tools, parse_turns, reply
 from sftkit.errors import RecordError
 from sftkit.schema import MEDIA_KINDS
@@ -108,7 +108,7 @@ def _label(value, field: str, ctx: Ctx) -> bool:
     if value in (0, 1):
         ctx.warn("label_as_number", field, f"label {value!r} read as a boolean")
         return bool(value)
-    raise RecordError(field, f"KTO label must be true or false, got {value!r}")
+    raise RecordError(field, f"KTO label must be true or false, got {shown(value)}")
 
 
 def _messages_key(raw: dict, ctx: Ctx) -> str:

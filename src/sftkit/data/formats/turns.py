@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sftkit.data.formats.base import Ctx, dumps, json_type, loads, text
+from sftkit.data.formats.base import Ctx, dumps, json_type, loads, shown, text
 from sftkit.data.formats.parts import content_parts, is_parts
 from sftkit.errors import RecordError
 from sftkit.schema import MESSAGE_KEYS
@@ -98,7 +98,7 @@ def parse_turns(turns: list, field: str, ctx: Ctx) -> tuple[list[dict], list[dic
         if role is None and isinstance(name, str):
             role = roles.get(name.strip().lower())
         if role is None:
-            raise RecordError(f"{where}.{rk}", f"unknown role {name!r} (known: user/human, assistant/gpt, "
+            raise RecordError(f"{where}.{rk}", f"unknown role {shown(name)} (known: user/human, assistant/gpt, "
                               "system, tool/observation, function_call)")
         msg = _message(role, turn, ck, f"{where}.{ck}", ctx)
         messages.append(msg)
@@ -149,9 +149,8 @@ def _loss_weight(value: Any, field: str) -> int:
         return int(value)
     if isinstance(value, int | float) and value in (0, 1):
         return int(value)
-    small = isinstance(value, float) or (isinstance(value, int) and abs(value) < 10**18)
-    shown = repr(value) if small else f"a JSON {json_type(value)}"
-    raise RecordError(field, f"loss_weight must be 0 or 1 (or true / false), got {shown}")
+    got = f"a JSON {json_type(value)}" if value is None or isinstance(value, str) else shown(value)
+    raise RecordError(field, f"loss_weight must be 0 or 1 (or true / false), got {got}")
 
 
 def reply(value: Any, field: str, ctx: Ctx) -> dict:
