@@ -32,6 +32,7 @@ from sftkit.progress import progress
 from sftkit.schema import MEDIA_KINDS, origin, valid_origin
 
 _PEEK = 50  # records looked at to detect a file's format
+_STRICT = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
 
 
 @dataclass
@@ -183,7 +184,7 @@ def _convert_validate(fmt, raw: dict, ctx: Ctx, base: str, opts: ConvertOptions,
 def writable(rec: dict) -> None:
     """Raise RecordError naming the field when ``rec`` is not strict UTF-8 JSON (lone surrogate, NaN, huge int)."""
     try:
-        json.dumps(rec, ensure_ascii=False, allow_nan=False).encode("utf-8")
+        _STRICT(rec).encode("utf-8")
     except (ValueError, UnicodeEncodeError, RecursionError) as e:
         fld, reason = _unwritable(rec)
         raise RecordError(fld, reason or f"cannot be written as JSON ({type(e).__name__})") from None

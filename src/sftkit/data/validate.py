@@ -98,6 +98,10 @@ def _preference(rec: dict) -> None:
 
 def resolve_media(rec: dict, base_dir: str, root: str | None, ctx: Ctx) -> None:
     """Check every media entry (paths made absolute; see the module docstring) and match the placeholders."""
+    if not any(rec.get(kind) for kind in MEDIA_KINDS):
+        texts = [m["content"] for m in rec["messages"]] + [rec[k]["content"] for k in ("chosen", "rejected") if k in rec]
+        if not any("<image>" in t or "<video>" in t or "<audio>" in t for t in texts):
+            return  # the common case: no media and no placeholder
     root_real = None
     users = [m for m in rec["messages"] if m["role"] == "user"]
     for kind, token in MEDIA_KINDS.items():
