@@ -1,4 +1,6 @@
-"""Resume: an interrupted run continued with resume: auto ends with the same weights as an unbroken run."""
+"""Resume: an interrupted run continued with resume: auto ends with the same weights as an unbroken run.
+
+Kills of a real process and injected faults (full disk, kills while rotating) are in test_faults.py."""
 
 from __future__ import annotations
 
@@ -47,11 +49,36 @@ def test_interrupted_run_resumes_to_identical_weights(tiny_model_dir, tmp_path):
 
     cfg.train.resume = "auto"
     trainer, _, _, _ = build(cfg)
+    assert not (run_dir / "checkpoint-8").exists()  # the interrupted checkpoint is cleaned away
     trainer.train(resume_from_checkpoint=last_complete_checkpoint(run_dir))
     resumed = _weights(trainer.model)
     assert trainer.state.global_step == 12
     for name, value in unbroken.items():
-        assert torch.allclose(value, resumed[name], atol=1e-6, rtol=0), name
+        assert torch.equal(value, resumed[name]), name  # bit for bit
+    logs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in logs if "loss" in m] == [4, 5, 8, 10, 12]  # step 5 logged once, not twice
+
+
+def test_explicit_resume_from_an_incomplete_checkpoint_is_refused(tiny_model_dir, tmp_path):
+    from sftkit.errors import SftkitError
+
+    cfg = config(tiny_model_dir, tmp_path / "run", "lora", max_steps=2, save_steps=1, logging_steps=1)
+    train(cfg)
+    ckpt = tmp_path / "run" / "checkpoint-1"
+    (ckpt / "adapter_model.safetensors").unlink()
+    cfg.train.resume = str(ckpt)
+    with pytest.raises(SftkitError, match="is incomplete"):
+        build(cfg)
+
+
+def test_resume_auto_with_nothing_complete_starts_over(tiny_model_dir, tmp_path):
+    cfg = config(tiny_model_dir, tmp_path / "run", "lora", max_steps=2, save_steps=1, logging_steps=1, resume="auto")
+    (tmp_path / "run" / "checkpoint-1").mkdir(parents=True)  # killed while writing its first checkpoint
+    (tmp_path / "run" / "checkpoint-1" / "optimizer.pt").write_bytes(b"\0")
+    run = train(cfg)
+    assert (run / "final" / "adapter_config.json").exists()
+    assert sorted(d.name for d in run.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
+    assert (run / "checkpoint-1" / "adapter_model.safetensors").exists()
 
 
 def test_train_writes_run_folder(tiny_model_dir, tmp_path):
