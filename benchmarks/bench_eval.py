@@ -19,17 +19,19 @@ N, NEW = 64, 64
 
 def main() -> None:
     from sftkit.eval.run import load_eval_records
+    from sftkit.generation import eos_ids
     from sftkit.infer import Chat
 
     items = load_eval_records(str(REPO / "data" / "gsm8k" / "test.jsonl"), max_samples=N)
     chat = Chat("sftkit-tiny")
     prompts = [chat.renderer.prompt_text(it["prompt"]) for it in items]
+    eos = eos_ids(chat.model, chat.tokenizer, chat.renderer)
 
     t = time.perf_counter()
     with torch.no_grad():
         for p in prompts:
             enc = chat.tokenizer(p, return_tensors="pt", add_special_tokens=False)
-            chat.model.generate(**enc, max_new_tokens=NEW, do_sample=False, eos_token_id=chat.stop,
+            chat.model.generate(**enc, max_new_tokens=NEW, do_sample=False, eos_token_id=eos,
                                 pad_token_id=chat.tokenizer.pad_token_id)
     plain = N / (time.perf_counter() - t)
 

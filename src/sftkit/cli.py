@@ -98,10 +98,10 @@ def cmd_stats(args) -> int:
     from sftkit.data.pipeline import Report, iter_converted
     from sftkit.data.quality import QualityStats
     from sftkit.data.report_text import stats_text
-    from sftkit.tokenizer import load_tokenizer
+    from sftkit.models import encoder
 
     opts = _options(args)
-    tok = load_tokenizer(args.tokenizer) if args.tokenizer else None
+    tok = encoder(args.tokenizer) if args.tokenizer else None
     stats, report = QualityStats(tok, args.near_threshold), Report()
     for item, records, _ in iter_converted(_sources(args, opts), opts, report):
         for rec in records or []:
@@ -155,19 +155,18 @@ def cmd_train(args) -> int:
 
 
 def cmd_chat(args) -> int:
-    from sftkit.infer import Chat, repl
+    from sftkit.infer import Chat, load_tools, repl
 
+    tools = load_tools(args.tools) if args.tools else None
     chat = Chat(args.model, args.template, args.trust_remote_code)
-    repl(chat, args.system, args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-         top_p=args.top_p)
+    repl(chat, args.system, args.prompt, tools, opts=_generation_options(args))
     return 0
 
 
 def cmd_generate(args) -> int:
     from sftkit.infer import generate_file
 
-    n, skipped = generate_file(args.model, args.data, args.output, args.max_new_tokens, args.temperature,
-                               args.batch_size)
+    n, skipped = generate_file(args.model, args.data, args.output, _generation_options(args, args.batch_size))
     print(f"wrote {n} predictions to {args.output}")
     for s in skipped[:20]:
         print(f"  skipped {s['where']}: {s.get('field', '')} {s['reason']}", file=sys.stderr)
@@ -217,14 +216,14 @@ def cmd_eval(args) -> int:
     from sftkit.eval.run import evaluate
 
     models, data, fmt = args.model or [], args.data, args.format
-    max_samples, max_new, batch = args.max_samples, args.max_new_tokens, args.batch_size
+    max_samples, max_new, batch, stop = args.max_samples, args.max_new_tokens, args.batch_size, args.stop
     if args.config:
         from sftkit.config import load_eval_config
 
         ev, config_model = load_eval_config(args.config)
         models = models or [config_model]
-        data, fmt = data or ev.data, fmt or ev.format
-        max_new, batch = max_new or ev.max_new_tokens, batch or ev.batch_size
+        data, fmt, max_samples = data or ev.data, fmt or ev.format, max_samples or ev.max_samples
+        max_new, batch, stop = max_new or ev.max_new_tokens, batch or ev.batch_size, stop or ev.stop
     if not models or not data:
         raise SftkitError("sftkit eval needs --model and --data (or --config with an eval: section)")
     if len(models) > 2:
@@ -233,8 +232,8 @@ def cmd_eval(args) -> int:
         raise SftkitError("comparing two models needs -o DIR (each evaluation is written to DIR/a and DIR/b)")
     outs = [args.output] if len(models) == 1 else [str(Path(args.output) / "a"), str(Path(args.output) / "b")]
     for model, out in zip(models, outs, strict=True):
-        evaluate(model, data, out, fmt=fmt, max_samples=max_samples, max_new_tokens=max_new or 256,
-                 batch_size=batch or 16, temperature=args.temperature, top_p=args.top_p)
+        opts = _generation_options(args, batch or 16, max_new_tokens=max_new, stop=stop)
+        evaluate(model, data, out, fmt=fmt, max_samples=max_samples, options=opts)
         if out:
             print(f"wrote {out}/metrics.json, predictions.jsonl, report.md\n")
     if len(models) == 2:
@@ -251,10 +250,29 @@ def cmd_plot(args) -> int:
     return 0
 
 
-def _add_generation_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--max-new-tokens", type=int, default=256)
+def _add_generation_args(p: argparse.ArgumentParser, from_config: bool = False) -> None:
+    """Sampling options shared by chat, generate and eval (eval: unset values come from --config)."""
+    from sftkit.generation import DEFAULT_MAX_NEW_TOKENS as N
+
+    p.add_argument("--max-new-tokens", type=int, default=None if from_config else N,
+                   help=f"longest reply in tokens (default {N}{' or the config' if from_config else ''})")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, help="sample from the k most likely tokens only (default: no limit)")
+    p.add_argument("--stop", action="append", default=[], metavar="TEXT",
+                   help="end a reply before this text (repeat for several)")
+    if not from_config:  # eval's --seed also shuffles review sheets
+        p.add_argument("--seed", type=int, help="sampling seed (with --temperature > 0)")
+
+
+def _generation_options(args, batch_size: int = 1, **fields):
+    """GenerationOptions from the parsed sampling arguments; ``fields`` override them."""
+    from sftkit.generation import DEFAULT_MAX_NEW_TOKENS, GenerationOptions
+
+    given = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p,
+             "top_k": args.top_k, "stop": list(args.stop), "seed": args.seed, "batch_size": batch_size, **fields}
+    given["max_new_tokens"] = given["max_new_tokens"] or DEFAULT_MAX_NEW_TOKENS
+    return GenerationOptions(**given)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -315,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--system", help="system prompt")
     p.add_argument("--template", help="built-in chat template (default: the model's own)")
     p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("--tools", metavar="FILE", help="JSON list of tool definitions the model may call")
     _add_generation_args(p)
     p.set_defaults(func=cmd_chat)
 
@@ -337,10 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", nargs=2, metavar=("DIR_A", "DIR_B"), help="side by side of two eval folders")
     p.add_argument("--max-samples", type=int)
     p.add_argument("--batch-size", type=int, default=None, help="default 16")
-    p.add_argument("--max-new-tokens", type=int, default=None, help="default 256")
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=42, help="sheet shuffling")
+    _add_generation_args(p, from_config=True)
+    p.add_argument("--seed", type=int, default=42, help="sheet shuffling and sampling")
     p.add_argument("--key", help="human: the sheet's .key.json (default: found next to the sheets)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)

@@ -17,6 +17,7 @@ import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sftkit.errors import SftkitError
+from sftkit.generation import DEFAULT_MAX_NEW_TOKENS
 
 BASE_MODEL = "sftkit-tiny"  # the small pretrained model shipped inside the package
 
@@ -151,12 +152,16 @@ class TrainArgs(Strict):
 class EvalConfig(Strict):
     """Generation metrics on held-out data: during training (every_steps) and for `sftkit eval --config`."""
 
-    data: str | None = None  # data file with reference replies (relative to the config file)
-    format: str | None = None
-    every_steps: int | None = None  # during training: generate and score every N steps
-    max_samples: int = Field(32, ge=1)  # records scored during training (all for `sftkit eval` unless set)
-    max_new_tokens: int = Field(128, ge=1)
-    batch_size: int = Field(16, ge=1)
+    data: str | None = Field(None, description="data file with reference replies (relative to the config file)")
+    format: str | None = Field(None, description="force the data format (default: detected)")
+    every_steps: int | None = Field(None, description="during training: generate, score and log every N steps "
+                                    "(needs data)")
+    max_samples: int | None = Field(None, ge=1, description="score at most this many records (unset: 32 during "
+                                    "training, all for `sftkit eval`)")
+    max_new_tokens: int = Field(DEFAULT_MAX_NEW_TOKENS, ge=1, description="longest reply in tokens (the same "
+                                "default as the CLI)")
+    batch_size: int = Field(16, ge=1, description="prompts generated together (left padded)")
+    stop: list[str] = Field([], description="stop strings: a reply ends before the first of them")
 
 
 class SFTConfig(Strict):
@@ -375,6 +380,10 @@ def load_eval_config(path: str | Path) -> tuple[EvalConfig, str]:
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise SftkitError(f"{path}: config not found") from None
+    except yaml.YAMLError as e:
+        raise SftkitError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise SftkitError(f"{path}: an eval config is a mapping with `model` and `eval`")
     if "data" in raw:  # a full train config: evaluate its run folder
         cfg = load_config(path)
         return cfg.eval, cfg.train.output_dir

@@ -1,17 +1,23 @@
-"""Use a trained model: chat (streaming), batch generation from a JSONL of prompts, export merged weights."""
+"""Use a trained model: chat (streaming, with tools), batch generation from a data file, export merged weights.
+
+Every reply comes from ``sftkit.generation`` (the same function eval and training-time eval use).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
-import torch
-
 from sftkit.errors import SftkitError
+from sftkit.generation import Completion, GenerationOptions, TextStream, generate, stream
 from sftkit.models import load_model, load_tokenizer, resolve, run_info
 from sftkit.tokenize.render import Renderer
+
+
+def options(base: GenerationOptions | None = None, **fields) -> GenerationOptions:
+    """``base`` (or the defaults) with some fields changed, e.g. ``options(max_new_tokens=8)``."""
+    return dataclasses.replace(base or GenerationOptions(), **fields)
 
 
 class Chat:
@@ -21,54 +27,44 @@ class Chat:
         path = resolve(model)
         info = run_info(path)
         self.tokenizer = load_tokenizer(path, trust_remote_code)
-        self.tokenizer.padding_side = "left"
         self.model = load_model(path, precision="auto", trust_remote_code=trust_remote_code).eval()
         self.renderer = Renderer(self.tokenizer, template or info.get("template"))
-        gen = getattr(self.model, "generation_config", None)
-        self.stop = (gen.eos_token_id if gen is not None and gen.eos_token_id is not None
-                     else self.tokenizer.eos_token_id)
 
-    def _inputs(self, prompts: list[str]) -> dict:
-        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        return {k: v.to(self.model.device) for k, v in enc.items()}
+    def complete(self, conversations: list[list[dict]], tools: list[list | None] | None = None,
+                 opts: GenerationOptions | None = None, **fields) -> list[Completion]:
+        """Completions for conversations (``tools``: one list of definitions or None per conversation);
+        ``fields`` change single options, e.g. ``max_new_tokens=8``."""
+        return generate(self.model, self.tokenizer, self.renderer, conversations, tools, options(opts, **fields))
 
-    def _gen_kwargs(self, max_new_tokens: int, temperature: float, top_p: float) -> dict:
-        kw = {"max_new_tokens": max_new_tokens, "eos_token_id": self.stop, "pad_token_id": self.tokenizer.pad_token_id}
-        if temperature > 0:
-            kw.update(do_sample=True, temperature=temperature, top_p=top_p)
-        else:
-            kw.update(do_sample=False)
-        return kw
+    def generate(self, conversations: list[list[dict]], tools: list[list | None] | None = None,
+                 opts: GenerationOptions | None = None, **fields) -> list[str]:
+        """Reply texts only (as generated, tool-call text included)."""
+        return [c.text for c in self.complete(conversations, tools, opts, **fields)]
 
-    @torch.no_grad()
-    def generate(self, conversations: list[list[dict]], max_new_tokens: int = 128, temperature: float = 0.0,
-                 top_p: float = 1.0, batch_size: int = 16) -> list[str]:
-        """Replies to a list of conversations (each ending with a user turn), batched with left padding."""
-        prompts = [self.renderer.prompt_text(c) for c in conversations]
-        out = []
-        for i in range(0, len(prompts), batch_size):
-            inputs = self._inputs(prompts[i:i + batch_size])
-            ids = self.model.generate(**inputs, **self._gen_kwargs(max_new_tokens, temperature, top_p))
-            new = ids[:, inputs["input_ids"].shape[1]:]
-            out += self.tokenizer.batch_decode(new, skip_special_tokens=True)
-        return out
-
-    def stream(self, conversation: list[dict], max_new_tokens: int = 256, temperature: float = 0.0,
-               top_p: float = 1.0) -> Iterator[str]:
-        """Yield the reply piece by piece as it is generated."""
-        from transformers import TextIteratorStreamer
-
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        inputs = self._inputs([self.renderer.prompt_text(conversation)])
-        kwargs = {**inputs, **self._gen_kwargs(max_new_tokens, temperature, top_p), "streamer": streamer}
-        thread = threading.Thread(target=lambda: torch.no_grad()(self.model.generate)(**kwargs))
-        thread.start()
-        yield from streamer
-        thread.join()
+    def stream(self, conversation: list[dict], tools: list | None = None, opts: GenerationOptions | None = None,
+               **fields) -> TextStream:
+        """Iterate for the reply piece by piece; ``.completion`` holds the parsed reply afterwards."""
+        return stream(self.model, self.tokenizer, self.renderer, conversation, tools, options(opts, **fields))
 
 
-def repl(chat: Chat, system: str | None = None, prompt: str | None = None, **generation) -> None:
-    """Streaming chat on the terminal (``/clear`` forgets the history, ``/exit`` quits); one shot with ``prompt``."""
+def load_tools(path: str) -> list[dict]:
+    """Tool definitions from a JSON file: a list of objects (OpenAI ``{"type": "function", "function": ...}``
+    or bare function schemas)."""
+    try:
+        tools = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SftkitError(f"{path}: tools file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise SftkitError(f"{path}: not a JSON file ({e})") from None
+    if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
+        raise SftkitError(f"{path}: tools must be a JSON list of objects (tool definitions)")
+    return tools
+
+
+def repl(chat: Chat, system: str | None = None, prompt: str | None = None, tools: list | None = None,
+         **fields) -> None:
+    """Streaming chat on the terminal (``/clear`` forgets the history, ``/tool TEXT`` sends a tool result,
+    ``/exit`` quits); one shot with ``prompt``. Tool calls the model makes are printed parsed."""
     base = [{"role": "system", "content": system}] if system else []
     history = list(base)
     while True:
@@ -84,14 +80,18 @@ def repl(chat: Chat, system: str | None = None, prompt: str | None = None, **gen
             if text.strip() == "/clear":
                 history = list(base)
                 continue
-        history.append({"role": "user", "content": text})
+        if text.startswith("/tool "):
+            history.append({"role": "tool", "content": text[len("/tool "):]})
+        else:
+            history.append({"role": "user", "content": text})
         print("" if prompt is not None else "bot> ", end="", flush=True)
-        reply = ""
-        for piece in chat.stream(history, **generation):
-            reply += piece
+        reply = chat.stream(history, tools, **fields)
+        for piece in reply:
             print(piece, end="", flush=True)
         print()
-        history.append({"role": "assistant", "content": reply})
+        for c in reply.completion.tool_calls:
+            print(f"[tool call {c['id']}] {c['function']['name']}({c['function']['arguments']})", flush=True)
+        history.append(reply.completion.message())
         if prompt is not None:
             return
 
@@ -138,19 +138,24 @@ def read_prompts(data: str) -> tuple[list[dict], list[dict]]:
     return items, skipped
 
 
-def generate_file(model: str, data: str, out: str, max_new_tokens: int = 128, temperature: float = 0.0,
-                  batch_size: int = 16) -> tuple[int, list[dict]]:
-    """Reply to every prompt of a file; write JSONL ``{prompt, messages, reference, prediction}``.
-    Returns (number written, skipped lines with their reason)."""
+def generate_file(model: str, data, out: str, opts: GenerationOptions | None = None,
+                  template: str | None = None) -> tuple[int, list[dict]]:
+    """Reply to every prompt of a file (with the record's tools); write JSONL ``{prompt, messages, tools,
+    reference, prediction, content, tool_calls, finish_reason}`` (``n`` lines per prompt).
+    Returns (number written, skipped records with their reason)."""
+    opts = opts or GenerationOptions()
     items, skipped = read_prompts(data)
-    chat = Chat(model)
-    preds = chat.generate([it["messages"] for it in items], max_new_tokens, temperature, batch_size=batch_size)
+    chat = Chat(model, template)
+    done = chat.complete([it["messages"] for it in items], [it.get("tools") for it in items], opts)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", encoding="utf-8") as fh:
-        for it, pred in zip(items, preds, strict=True):
+        for k, c in enumerate(done):
+            it = items[k // opts.n]
             fh.write(json.dumps({"prompt": it["messages"][-1]["content"], "messages": it["messages"],
-                                 "reference": it["reference"], "prediction": pred}, ensure_ascii=False) + "\n")
-    return len(preds), skipped
+                                 "tools": it.get("tools"), "reference": it.get("reference"), "prediction": c.text,
+                                 "content": c.content, "tool_calls": c.tool_calls, "finish_reason": c.finish_reason},
+                                ensure_ascii=False) + "\n")
+    return len(done), skipped
 
 
 def export(run: str, out: str) -> Path:

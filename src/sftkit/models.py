@@ -1,12 +1,14 @@
 """Load tokenizers and causal LMs from a local folder, the shipped base model, or the local HF cache.
 
-Never downloads (``local_files_only``); ``trust_remote_code`` stays off unless the config asks;
-weights load from safetensors.
+The one module that loads them: ``load_tokenizer`` (a Hugging Face tokenizer), ``encoder`` (a fast
+batch-encode function for data statistics) and ``load_model``. Never downloads (``local_files_only``);
+``trust_remote_code`` stays off unless the config asks; weights load from safetensors.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -53,7 +55,50 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
         raise SftkitError(f"cannot load tokenizer {name!r} offline ({e}); give a local folder") from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
+    # a tokenizer.json saved while padding was switched on (older sftkit after batched generation) would
+    # pad every later encoding: sftkit pads in its collators, so the backend never pads or truncates
+    tok.padding_side = "right"
+    if getattr(tok, "backend_tokenizer", None) is not None:
+        tok.backend_tokenizer.no_padding()
+        tok.backend_tokenizer.no_truncation()
     return tok
+
+
+def plain_backend(tokenizer):
+    """A private copy of a fast tokenizer's Rust backend with padding and truncation off, whatever state the
+    shared tokenizer is in (ids exactly as training renders them)."""
+    from tokenizers import Tokenizer
+
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    backend.no_padding()
+    backend.no_truncation()
+    return backend
+
+
+def encoder(path: str | Path) -> Callable[[list[str]], list[list[int]]]:
+    """``tokenizer.json`` (or a folder holding one, or any local transformers tokenizer) -> encode(texts),
+    without special tokens: the fast batch encoder the data statistics use."""
+    path = SHIPPED.get(str(path), Path(path))
+    file = path / "tokenizer.json" if path.is_dir() else path
+    if file.is_file() and file.suffix == ".json":
+        from tokenizers import Tokenizer
+
+        try:
+            tok = Tokenizer.from_file(str(file))
+        except Exception as e:  # tokenizers raises a plain Exception for a bad file
+            raise SftkitError(f"{file}: not a tokenizers file ({e})") from None
+        tok.no_padding()
+        tok.no_truncation()
+        return lambda texts: [e.ids for e in tok.encode_batch(texts, add_special_tokens=False)]
+    if not path.is_dir():
+        raise SftkitError(f"{path}: tokenizer not found (give a local folder or tokenizer.json; sftkit does not download)")
+    from transformers import AutoTokenizer
+
+    try:
+        hf = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+    except (OSError, ValueError) as e:
+        raise SftkitError(f"{path}: cannot load tokenizer ({e})") from None
+    return lambda texts: hf(texts, add_special_tokens=False)["input_ids"]
 
 
 def default_dtype(precision: str = "auto") -> torch.dtype:

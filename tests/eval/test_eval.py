@@ -11,8 +11,9 @@ import pytest
 from sftkit.cli import main
 from sftkit.config import load_config
 from sftkit.eval.run import evaluate
+from sftkit.generation import GenerationOptions
 from sftkit.train.sft import train
-from tests.conftest import LF, write_jsonl
+from tests.conftest import GSM8K, LF, write_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +37,8 @@ def evals(identity_split, tmp_path_factory):
                            "train": {"output_dir": str(out / "run"), "learning_rate": 5e-3, "epochs": 8,
                                      "batch_size": 8, "logging_steps": 10, "save_steps": 1000}})
     run = train(cfg)
-    base = evaluate("sftkit-tiny", str(held), out / "base", max_new_tokens=48)
-    tuned = evaluate(str(run), str(held), out / "tuned", max_new_tokens=48)
+    base = evaluate("sftkit-tiny", str(held), out / "base", options=GenerationOptions(max_new_tokens=48))
+    tuned = evaluate(str(run), str(held), out / "tuned", options=GenerationOptions(max_new_tokens=48))
     return out, run, base, tuned
 
 
@@ -49,7 +50,7 @@ def test_fine_tune_scores_higher_than_base(evals):
     for d in ("base", "tuned"):
         assert {"metrics.json", "predictions.jsonl", "report.md"} <= {p.name for p in (out / d).iterdir()}
     pred = json.loads((out / "tuned" / "predictions.jsonl").read_text().splitlines()[0])
-    assert {"prompt", "reference", "prediction", "scores"} <= set(pred)
+    assert {"prompt", "reference", "prediction", "scores", "tool_calls", "finish_reason"} <= set(pred)
     report = (out / "tuned" / "report.md").read_text()
     assert "signature" in report and "jieba" in report
 
@@ -150,3 +151,92 @@ def test_single_run_sheet_has_prediction_and_score_columns(evals, tmp_path):
             w.writerows({**r, "score": score} for r in rows)
     res = human_scores(tmp_path / "x.csv", tmp_path / "y.csv")
     assert res["mean_score"] == {str(out / "tuned"): 4.0} and res["kappa"]["kappa"] == 1.0
+
+
+def _direct_loss(items: list[dict]) -> float:
+    """Loss on the reference replies computed by hand with plain transformers: chat template text, one
+    tokenization of prompt + reply, cross-entropy over the reply tokens and its end-of-turn token."""
+    import torch
+    import torch.nn.functional as F
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+
+    from sftkit.models import SHIPPED
+
+    folder = SHIPPED["sftkit-tiny"]
+    tok = PreTrainedTokenizerFast.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    total, count = 0.0, 0
+    for it in items:
+        prompt = tok(tok.apply_chat_template(it["prompt"], tokenize=False, add_generation_prompt=True),
+                     add_special_tokens=False)["input_ids"]
+        full = tok(tok.apply_chat_template([*it["prompt"], {"role": "assistant", "content": it["reference"]}],
+                                           tokenize=False), add_special_tokens=False)["input_ids"]
+        assert full[:len(prompt)] == prompt
+        stop = len(full) - 1 - full[::-1].index(end)  # the reply's end-of-turn token is learned too
+        with torch.no_grad():
+            logits = model(torch.tensor([full])).logits[0]
+        total += F.cross_entropy(logits[len(prompt) - 1:stop], torch.tensor(full[len(prompt):stop + 1]),
+                                 reduction="sum").item()
+        count += stop + 1 - len(prompt)
+    return total / count
+
+
+def test_reference_loss_equals_a_direct_computation_whatever_the_tokenizer_state(tmp_path):
+    from sftkit.eval.run import load_eval_records, reference_loss
+    from sftkit.infer import Chat
+
+    data = str(GSM8K / "test.jsonl")
+    items = load_eval_records(data, max_samples=6)
+    direct = _direct_loss(items)
+    # evaluate generates (batched, left padded) before it measures the loss
+    metrics = evaluate("sftkit-tiny", data, tmp_path / "gsm", max_samples=6,
+                       options=GenerationOptions(max_new_tokens=4, batch_size=3))
+    assert metrics["loss"] == pytest.approx(direct, abs=2e-4)
+    # a tokenizer someone left with left padding switched on (what batched encoding does) changes nothing
+    chat = Chat("sftkit-tiny")
+    chat.tokenizer.padding_side = "left"
+    chat.tokenizer(["a", "a much longer text"], padding=True)
+    assert chat.tokenizer.backend_tokenizer.padding is not None
+    assert reference_loss(chat, items, batch_size=6)[0] == pytest.approx(direct, abs=1e-4)
+
+
+def test_eval_prompts_carry_each_records_tools(tmp_path):
+    from sftkit.models import load_tokenizer
+
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    rows = [{"messages": [{"role": "user", "content": "Weather in Paris?"}, {"role": "assistant", "content": "Sunny."}],
+             "tools": tools},
+            {"messages": [{"role": "user", "content": "Weather in Paris?"}, {"role": "assistant", "content": "Sunny."}]}]
+    data = write_jsonl(tmp_path / "tools.jsonl", rows)
+    evaluate("sftkit-tiny", str(data), tmp_path / "out", options=GenerationOptions(max_new_tokens=3))
+    preds = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    tok = load_tokenizer("sftkit-tiny")
+    assert preds[0]["tools"] == tools and preds[1]["tools"] is None
+    for p in preds:  # the prompt each prediction was made from is the chat template's, tools included
+        want = tok.apply_chat_template(p["messages"], tools=p["tools"], add_generation_prompt=True)["input_ids"]
+        assert p["prompt_tokens"] == len(want)
+    assert preds[0]["prompt_tokens"] > preds[1]["prompt_tokens"] + 10
+
+
+def test_eval_config_max_samples_stop_and_one_max_new_tokens_default(tmp_path):
+    import yaml
+
+    from sftkit.cli import _generation_options, build_parser
+    from sftkit.config import EvalConfig
+    from sftkit.generation import DEFAULT_MAX_NEW_TOKENS
+
+    cfg = tmp_path / "eval.yaml"
+    cfg.write_text(yaml.safe_dump({"model": "sftkit-tiny", "eval": {"data": str(GSM8K / "test.jsonl"), "max_samples": 2,
+                                                                    "max_new_tokens": 5, "stop": ["\n"]}}))
+    assert main(["eval", "--config", str(cfg), "-o", str(tmp_path / "out")]) == 0
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["samples"] == 2 and metrics["generation"]["max_new_tokens"] == 5
+    assert metrics["generation"]["stop"] == ["\n"]
+    preds = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    assert all("\n" not in p["prediction"] for p in preds)
+    parser = build_parser()
+    defaults = [_generation_options(parser.parse_args(args)).max_new_tokens for args in
+                (["chat"], ["generate", "--model", "m", "--data", "d", "-o", "o"], ["eval", "--model", "m"])]
+    assert defaults == [DEFAULT_MAX_NEW_TOKENS] * 3 == [EvalConfig().max_new_tokens] * 3
+    assert all(f.description for f in EvalConfig.model_fields.values())

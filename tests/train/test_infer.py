@@ -34,17 +34,69 @@ def test_export_merges_lora_into_a_plain_model(lora_run, tmp_path):
 def test_chat_streams_and_generate_writes_predictions(lora_run, tmp_path, capsys):
     chat = Chat(str(lora_run))
     convo = [{"role": "user", "content": "Who are you?"}]
-    streamed = "".join(chat.stream(convo, max_new_tokens=8))
+    stream = chat.stream(convo, max_new_tokens=8)
+    streamed = "".join(stream)
     assert streamed == chat.generate([convo], max_new_tokens=8)[0]  # greedy: the same text either way
+    assert stream.completion.text == streamed and stream.completion.completion_tokens <= 8
     data = write_jsonl(tmp_path / "p.jsonl", [{"instruction": "hi", "output": "Hello"}, {"prompt": "你好"},
                                              {"messages": [{"role": "user", "content": "hey"}]}, {"nothing": 1}])
     out = tmp_path / "pred.jsonl"
     assert main(["generate", "--model", str(lora_run), "--data", str(data), "-o", str(out), "--max-new-tokens", "4"]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["prompt"] for r in rows] == ["hi", "你好", "hey"] and rows[0]["reference"] == "Hello"
-    assert all(isinstance(r["prediction"], str) for r in rows)
+    assert all(isinstance(r["prediction"], str) and r["finish_reason"] in ("stop", "length") for r in rows)
     assert "p.jsonl:4" in capsys.readouterr().err  # the line with no prompt is reported, not silently dropped
     assert main(["chat", "--model", str(lora_run), "--prompt", "hi", "--max-new-tokens", "4"]) == 0
+
+
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
+                                           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+CALL = {"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+
+
+@pytest.fixture(scope="module")
+def tool_run(tiny_model_dir, tmp_path_factory):
+    """A tiny model taught one tool call (prompt rendered with the tool definitions, as training does)."""
+    from sftkit.config import load_config
+
+    d = tmp_path_factory.mktemp("tools")
+    rec = {"messages": [{"role": "user", "content": "Weather in Paris?"},
+                        {"role": "assistant", "content": "", "tool_calls": [CALL]}], "tools": TOOLS}
+    data = write_jsonl(d / "tools.jsonl", [rec] * 8)
+    cfg = load_config(raw={"model": str(tiny_model_dir), "method": "full",
+                           "data": {"datasets": [{"path": str(data)}], "max_length": 256},
+                           "train": {"output_dir": str(d / "run"), "max_steps": 60, "batch_size": 2,
+                                     "learning_rate": 1e-2, "lr_scheduler": "constant", "logging_steps": 20,
+                                     "save_steps": 1000}})
+    return train(cfg), data
+
+
+def test_tool_calls_come_back_parsed_in_chat_and_generate(tool_run, tmp_path, capsys):
+    run, data = tool_run
+    tools_file = tmp_path / "tools.json"
+    tools_file.write_text(json.dumps(TOOLS))
+    assert main(["chat", "--model", str(run), "--tools", str(tools_file), "--prompt", "Weather in Paris?",
+                 "--max-new-tokens", "64"]) == 0
+    out = capsys.readouterr().out
+    assert '] get_weather({"city": "Paris"})' in out  # the parsed call is printed
+    pred = tmp_path / "pred.jsonl"
+    assert main(["generate", "--model", str(run), "--data", str(data), "-o", str(pred), "--max-new-tokens", "64",
+                 "--stop", "never-there"]) == 0
+    row = json.loads(pred.read_text().splitlines()[0])
+    assert row["tools"] == TOOLS and row["finish_reason"] == "tool_calls" and row["content"] == ""
+    call = row["tool_calls"][0]
+    assert call["function"]["name"] == "get_weather" and json.loads(call["function"]["arguments"]) == {"city": "Paris"}
+    assert row["reference"] == "" and row["prediction"].startswith("<tool_call>")
+    # the stop option cuts generation (here right after the call's opening tag)
+    assert main(["generate", "--model", str(run), "--data", str(data), "-o", str(pred), "--max-new-tokens", "64",
+                 "--stop", '"name"']) == 0
+    row = json.loads(pred.read_text().splitlines()[0])
+    assert (row["prediction"], row["finish_reason"], row["tool_calls"]) == ("<tool_call>{", "stop", [])
+    for bad in ("[1, 2]", "{oops"):
+        tools_file.write_text(bad)
+        assert main(["chat", "--model", str(run), "--tools", str(tools_file), "--prompt", "x"]) == 2
+        err = capsys.readouterr().err
+        assert str(tools_file) in err and "Traceback" not in err
 
 
 def test_virtual_token_runs_cannot_be_merged(tiny_model_dir, tmp_path):
@@ -83,9 +135,9 @@ def test_interactive_chat_keeps_history_and_clears(lora_run, monkeypatch, capsys
     seen = []
     real_stream = chat.stream
 
-    def spy(history, **kw):
+    def spy(history, *args, **kw):
         seen.append([m["content"] for m in history])
-        return real_stream(history, **kw)
+        return real_stream(history, *args, **kw)
 
     monkeypatch.setattr(chat, "stream", spy)
     lines = iter(["hi", "again", "/clear", "new", "/exit"])

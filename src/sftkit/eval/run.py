@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -19,6 +21,7 @@ from sftkit.errors import SftkitError
 from sftkit.eval.answers import extract_answer
 from sftkit.eval.report import metrics_table, write_report
 from sftkit.eval.scoring import score
+from sftkit.generation import GenerationOptions
 from sftkit.progress import progress
 
 
@@ -58,56 +61,73 @@ def load_eval_records(data: str, fmt: str | None = None, max_samples: int | None
 
 @torch.no_grad()
 def reference_loss(chat, items: list[dict], batch_size: int = 16) -> tuple[float, float]:
-    """Token-weighted mean loss of the model on the reference replies (prompt masked) and its perplexity."""
+    """Token-weighted mean loss of ``chat.model`` on the reference replies (prompt masked, end of turn
+    learned, exactly as training renders them) and its perplexity. Encodes with a private copy of the
+    tokenizer's backend, so no padding or truncation state of the shared tokenizer can leak in."""
+    from sftkit.models import plain_backend
     from sftkit.tokenize.packing import PaddedCollator
     from sftkit.tokenize.render import IGNORE, Renderer, RenderOptions
 
     renderer = Renderer(chat.tokenizer, chat.renderer.template, RenderOptions(max_length=2048, mask_history=True))
+    renderer.backend = plain_backend(chat.tokenizer)
     rows = [r for r in renderer([{"messages": [*it["prompt"], {"role": "assistant", "content": it["reference"]}],
-                                  "tools": it["tools"]} for it in items]) if r]
+                                  "tools": it.get("tools")} for it in items]) if r]
     total, count = 0.0, 0
     collate = PaddedCollator(chat.tokenizer.pad_token_id)
-    for i in range(0, len(rows), batch_size):
-        batch = {k: v.to(chat.model.device) for k, v in collate(rows[i:i + batch_size]).items()}
-        n = int((batch["labels"][:, 1:] != IGNORE).sum())
-        total += chat.model(**batch).loss.float().item() * n
-        count += n
+    was = chat.model.training
+    chat.model.eval()
+    try:
+        for i in range(0, len(rows), batch_size):
+            batch = {k: v.to(chat.model.device) for k, v in collate(rows[i:i + batch_size]).items()}
+            n = int((batch["labels"][:, 1:] != IGNORE).sum())
+            total += chat.model(**batch).loss.float().item() * n
+            count += n
+    finally:
+        chat.model.train(was)
     loss = total / count if count else float("nan")
     return loss, math.exp(min(loss, 50))
 
 
 def evaluate(model: str, data: str, out_dir: str | Path | None = None, *, fmt: str | None = None,
-             max_samples: int | None = None, max_new_tokens: int = 256, batch_size: int = 16,
-             temperature: float = 0.0, top_p: float = 1.0, template: str | None = None) -> dict:
-    """Evaluate a model or run folder on a data file; write metrics.json, predictions.jsonl, report.md."""
+             max_samples: int | None = None, options: GenerationOptions | None = None,
+             template: str | None = None) -> dict:
+    """Evaluate a model or run folder on a data file (each prompt rendered with its record's tools);
+    write metrics.json, predictions.jsonl, report.md."""
     from sftkit.infer import Chat
 
+    opts = options or GenerationOptions()
     skipped: dict = {}
     items = load_eval_records(data, fmt, max_samples, skipped)
     chat = Chat(model, template)
     start = time.perf_counter()
-    predictions = []
+    done = []
     with progress("generating", total=len(items), every=1) as tick:
-        for i in range(0, len(items), batch_size):
-            chunk = items[i:i + batch_size]
-            predictions += chat.generate([c["prompt"] for c in chunk], max_new_tokens, temperature, top_p, batch_size)
+        for i in range(0, len(items), opts.batch_size):
+            chunk = items[i:i + opts.batch_size]
+            done += chat.complete([c["prompt"] for c in chunk], [c.get("tools") for c in chunk], replace(opts, n=1))
             for _ in chunk:
                 tick()
     gen_seconds = time.perf_counter() - start
+    predictions = [c.text for c in done]
     metrics, per = score(items, predictions)
-    metrics["loss"], metrics["perplexity"] = (round(x, 4) for x in reference_loss(chat, items, batch_size))
+    metrics["loss"], metrics["perplexity"] = (round(x, 4) for x in reference_loss(chat, items, opts.batch_size))
     metrics.update({"model": str(model), "data": str(data), "skipped": skipped, "generation": {
-        "greedy": temperature == 0, "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens,
-        "batch_size": batch_size, "seconds": round(gen_seconds, 2), "samples_per_s": round(len(items) / gen_seconds, 3)}})
+        "greedy": opts.temperature == 0, "temperature": opts.temperature, "top_p": opts.top_p, "top_k": opts.top_k,
+        "stop": opts.stop, "seed": opts.seed, "max_new_tokens": opts.max_new_tokens, "batch_size": opts.batch_size,
+        "seconds": round(gen_seconds, 2), "samples_per_s": round(len(items) / gen_seconds, 3),
+        "finish_reasons": dict(Counter(c.finish_reason for c in done))}})
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False))
         with open(out / "predictions.jsonl", "w", encoding="utf-8") as fh:
-            for it, pred, p in zip(items, predictions, per, strict=True):
+            for it, c, p in zip(items, done, per, strict=True):
                 prompt = it["prompt"][-1]["content"] if it["prompt"] else ""
-                fh.write(json.dumps({"prompt": prompt, "messages": it["prompt"], "reference": it["reference"],
-                                     "final_answer": it["final_answer"], "prediction": pred, "scores": p},
+                fh.write(json.dumps({"prompt": prompt, "messages": it["prompt"], "tools": it.get("tools"),
+                                     "reference": it["reference"], "final_answer": it["final_answer"],
+                                     "prediction": c.text, "tool_calls": c.tool_calls,
+                                     "finish_reason": c.finish_reason, "prompt_tokens": c.prompt_tokens,
+                                     "completion_tokens": c.completion_tokens, "scores": p},
                                     ensure_ascii=False) + "\n")
         write_report(out, metrics)
     print(metrics_table(metrics))
