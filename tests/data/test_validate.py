@@ -127,8 +127,8 @@ def test_lone_surrogate_is_rejected_and_written_to_rejects_without_crashing(tmp_
     from sftkit.data.pipeline import ConvertOptions, convert_files, sources_from_paths
 
     rows = ['{"instruction": "a\\ud800b", "output": "x"}', '{"instruction": "ok", "output": "fine"}']
-    records, rejects, _ = run(tmp_path, rows)
-    assert len(records) == 1 and rejects[0]["field"] == "messages[0].content" and "lone surrogate" in rejects[0]["reason"]
+    records, rejects, _ = run(tmp_path, rows)  # the reader or the converted-record check refuses it
+    assert len(records) == 1 and rejects[0]["line"] == 1 and "lone surrogate" in rejects[0]["reason"]
     opts = ConvertOptions()
     report = convert_files(sources_from_paths([tmp_path / "data.jsonl"], opts), tmp_path / "out.jsonl", None, opts)
     assert report.total("converted") == 1 and report.total("rejected") == 1
@@ -137,13 +137,34 @@ def test_lone_surrogate_is_rejected_and_written_to_rejects_without_crashing(tmp_
     assert rej["line"] == 1 and json.loads(rej["raw"]) == {"instruction": "a\ud800b", "output": "x"}  # kept exactly
 
 
+def test_converted_records_must_be_valid_unicode(tmp_path):
+    """Values no reader yields but a Python caller or another reader may: checked on the converted record."""
+    from sftkit.data.formats import FORMATS
+    from sftkit.data.pipeline import ConvertOptions, FileReport, Source, convert_item
+    from sftkit.data.readers import Item
+
+    def convert(raw):
+        return convert_item(Item("mem.jsonl", 1, 0, raw), FORMATS["alpaca"], Source(tmp_path / "mem.jsonl"),
+                            ConvertOptions(), str(tmp_path), FileReport("mem"))
+
+    recs, rej = convert({"instruction": "a\ud800b", "output": "x"})
+    assert recs is None and rej["field"] == "messages[0].content" and "lone surrogate (U+D800)" in rej["reason"]
+    recs, rej = convert({"instruction": "a", "output": "x", "tags": {"k": ["ok", "\udfff"]}})
+    assert rej["field"] == "meta.tags.k[1]"
+    recs, rej = convert({"instruction": "a", "output": "x", "n": 10**5000})
+    assert rej["field"] == "meta.n" and "integer too long" in rej["reason"]
+    recs, rej = convert({"instruction": "a", "output": "x", "n": float("nan")})
+    assert rej["field"] == "meta.n" and "NaN" in rej["reason"]
+
+
 def test_nan_and_infinity_are_rejected_never_written(tmp_path):
     from sftkit.data.pipeline import ConvertOptions, convert_files, sources_from_paths
 
     rows = ['{"instruction": "a", "output": "b", "score": NaN}', '{"instruction": "a", "output": "b", "w": [1, -Infinity]}',
             '{"instruction": "a", "output": "b", "score": 0.5}']
     records, rejects, _ = run(tmp_path, rows)
-    assert [(r["field"], "NaN / Infinity" in r["reason"]) for r in rejects] == [("meta.score", True), ("meta.w[1]", True)]
+    assert [r["line"] for r in rejects] == [1, 2] and len(records) == 1  # refused by the reader or the record check
+    assert all("NaN" in r["reason"] or "Infinity" in r["reason"] for r in rejects)
     opts = ConvertOptions()
     convert_files(sources_from_paths([tmp_path / "data.jsonl"], opts), tmp_path / "out.jsonl", None, opts)
     def strict(constant):
