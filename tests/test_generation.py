@@ -208,3 +208,19 @@ def test_a_run_with_generation_eval_saves_the_tokenizer_it_loaded(tiny_model_dir
     assert [e.ids for e in raw.encode_batch(texts, add_special_tokens=False)] == \
         [original(t, add_special_tokens=False)["input_ids"] for t in texts]
     assert Renderer(saved)(records) == Renderer(original)(records)
+
+
+def test_a_tokenizer_saved_with_padding_switched_on_loads_clean(tmp_path):
+    """Runs saved by the old generation-eval carry backend padding in tokenizer.json; loading repairs that."""
+    from sftkit.models import load_tokenizer
+
+    tok = load_tokenizer("sftkit-tiny")
+    clean = tok("a b c", add_special_tokens=False)["input_ids"]
+    tok.padding_side = "left"
+    tok(["a", "a much longer text"], padding=True)
+    tok.save_pretrained(tmp_path / "padded")
+    assert json.loads((tmp_path / "padded" / "tokenizer.json").read_text())["padding"] is not None
+    loaded = load_tokenizer(str(tmp_path / "padded"))
+    assert loaded.padding_side == "right" and loaded.backend_tokenizer.padding is None
+    assert [e.ids for e in loaded.backend_tokenizer.encode_batch(["a b c", "a much longer text"],
+                                                                 add_special_tokens=False)][0] == clean

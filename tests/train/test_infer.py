@@ -164,3 +164,25 @@ def test_a_qwen2_architecture_model_trains_and_chats(tokenizer, tmp_path):
     chat = Chat(str(run))
     assert chat.tokenizer("你好")["input_ids"] == tokenizer("你好")["input_ids"]  # our tokenizer.json, not Qwen's
     assert isinstance(chat.generate([[{"role": "user", "content": "hi"}]], max_new_tokens=3)[0], str)
+
+
+def test_interactive_chat_sends_tool_results_after_a_call(tool_run, monkeypatch, capsys):
+    from sftkit.infer import repl
+
+    run, _ = tool_run
+    chat = Chat(str(run))
+    seen = []
+    real_stream = chat.stream
+
+    def spy(history, *args, **kw):
+        seen.append([dict(m) for m in history])
+        return real_stream(history, *args, **kw)
+
+    monkeypatch.setattr(chat, "stream", spy)
+    lines = iter(["Weather in Paris?", "/tool Sunny, 21 C", "/exit"])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(lines))
+    repl(chat, tools=TOOLS, max_new_tokens=64)
+    assert "get_weather" in capsys.readouterr().out
+    reply, result = seen[1][1], seen[1][2]
+    assert reply["role"] == "assistant" and reply["tool_calls"][0]["function"]["name"] == "get_weather"
+    assert result == {"role": "tool", "content": "Sunny, 21 C"}
