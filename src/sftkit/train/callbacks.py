@@ -15,6 +15,7 @@ from sftkit.train.run_dir import (  # noqa: F401  (COMPLETE, last_complete_check
     last_complete_checkpoint,
     mark_complete,
     prune_checkpoints,
+    wait_for_everyone,
     whole_run_train_loss,
 )
 
@@ -54,8 +55,10 @@ class MarkComplete(TrainerCallback):
             control.should_log = True
             if is_main_process():  # a folder of that name left by an earlier run must not be written into
                 discard(Path(args.output_dir) / f"checkpoint-{state.global_step}")
+            wait_for_everyone()
 
     def on_save(self, args, state, control, **kwargs):
+        wait_for_everyone()  # every process has written its part (its RNG state) before the folder is marked
         if is_main_process():
             ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if ckpt.is_dir():

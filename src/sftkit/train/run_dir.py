@@ -19,6 +19,7 @@ import fcntl
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from sftkit.errors import SftkitError
@@ -39,6 +40,14 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
 
 
+def wait_for_everyone() -> None:
+    """In a multi-process launch, return when every process got here (no-op in a single process)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 def lock_run_dir(run_dir: Path) -> None:
     """Hold ``run_dir/.lock`` until ``release_run_dir`` or the end of the process.
 
@@ -56,6 +65,11 @@ def lock_run_dir(run_dir: Path) -> None:
         os.close(fd)
         raise SftkitError(f"{run_dir} is in use by another sftkit train (pid {pid}); wait for it to end or "
                           "choose another train.output_dir") from None
+    except OSError as e:  # a file system without locks (some network mounts): train, but say so
+        os.close(fd)
+        print(f"sftkit: warning: cannot lock {run_dir} ({e.strerror}); make sure no other training writes there",
+              file=sys.stderr)
+        return
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     _HELD[key] = fd
@@ -90,7 +104,8 @@ def fsync_tree(path: Path) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` so that a kill leaves the old or the new file, never a mix or a ``*.tmp``."""
+    """Replace ``path`` with ``text``: a kill leaves the old or the new file, never a mix; a failed write leaves
+    no ``*.tmp`` (a kill's is removed when the run is started again)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     try:
