@@ -38,32 +38,45 @@ def _add_input_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
+def _data_sources(args) -> list:
+    """The command line's inputs as data sources (the same description train configs and mix specs use)."""
+    from pydantic import ValidationError
+
+    from sftkit.data.source import DataSource
+
+    common = {"format": args.format, "columns": _pairs(args.map, "--map"), "repairs": list(args.repair),
+              "speaker_map": _pairs(args.speaker_map, "--speaker-map"), "data_root": args.data_root}
+    names = [n.strip() for d in (args.dataset or []) for n in d.split(",") if n.strip()]
+    if args.registry and not names:
+        raise SftkitError("--registry needs --dataset NAME")
+    if names and not args.registry:
+        raise SftkitError("--dataset needs --registry PATH (a LLaMA-Factory dataset_info.json)")
+    try:
+        out = [DataSource(path=str(f), **common) for f in args.files]
+        out += [DataSource(registry=args.registry, dataset=n, **common) for n in names]
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise SftkitError(err["msg"].removeprefix("Value error, ").replace("speaker_map", "--speaker-map")) from None
+    if not out:
+        raise SftkitError("no input: give data files/folders or --registry PATH --dataset NAME")
+    return out
+
+
 def _options(args, **extra):
     from sftkit.data.pipeline import ConvertOptions
 
-    speaker = _pairs(args.speaker_map, "--speaker-map")
-    bad = {k: v for k, v in speaker.items() if v not in ("user", "assistant", "system")}
-    if bad:
-        raise SftkitError(f"--speaker-map roles must be user, assistant or system, got {bad}")
+    if args.format:
+        from sftkit.data.formats import FORMATS
+
+        if args.format not in FORMATS:
+            raise SftkitError(f"unknown format {args.format!r}; known: {', '.join(sorted(FORMATS))}")
     return ConvertOptions(format=args.format, mapping=_pairs(args.map, "--map"), repairs=frozenset(args.repair),
-                          speaker_map=speaker, data_root=args.data_root, **extra)
+                          speaker_map=_pairs(args.speaker_map, "--speaker-map"), data_root=args.data_root, **extra)
 
 
 def _sources(args, opts):
-    from sftkit.data.pipeline import sources_from_paths
-    from sftkit.data.registry import registry_sources
-
-    sources = sources_from_paths(args.files, opts) if args.files else []
-    if args.registry:
-        names = [n.strip() for d in (args.dataset or []) for n in d.split(",") if n.strip()]
-        if not names:
-            raise SftkitError("--registry needs --dataset NAME")
-        sources += registry_sources(args.registry, names, opts)
-    elif args.dataset:
-        raise SftkitError("--dataset needs --registry PATH (a LLaMA-Factory dataset_info.json)")
-    if not sources:
-        raise SftkitError("no input: give data files/folders or --registry PATH --dataset NAME")
-    return sources
+    """The files behind the command line's data sources, read with one set of options (dedup spans them all)."""
+    return [s for ds in _data_sources(args) for s in ds.sources(opts)]
 
 
 def _print(obj, as_json: bool, text: str) -> None:

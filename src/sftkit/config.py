@@ -16,6 +16,7 @@ from typing import Literal, Union
 import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from sftkit.data.source import DatasetSpec, DataSource  # noqa: F401  (DatasetSpec: old name)
 from sftkit.errors import SftkitError
 from sftkit.generation import DEFAULT_MAX_NEW_TOKENS
 
@@ -26,36 +27,22 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class DatasetSpec(Strict):
-    """One training source: a file/folder (``path``) or a LLaMA-Factory registry entry."""
-
-    path: str | None = None  # file or folder, relative to the config file
-    registry: str | None = None  # dataset_info.json (or its folder) for `dataset`
-    dataset: str | None = None  # registry entry name
-    format: str | None = None  # force a source format (default: detected)
-    weight: float = Field(1.0, ge=0)  # share of the mix relative to the other sources
-    replace: dict[str, str] = {}  # text substitutions, e.g. {"{{name}}": "Aurora"} for identity data
-
-    @model_validator(mode="after")
-    def _one_source(self):
-        if bool(self.path) == bool(self.dataset):
-            raise ValueError("give either `path` or `registry` + `dataset`")
-        if self.dataset and not self.registry:
-            raise ValueError(f"dataset {self.dataset!r} needs `registry` (a LLaMA-Factory dataset_info.json)")
-        return self
-
-
 class DataConfig(Strict):
-    datasets: list[DatasetSpec]  # training sources, mixed by weight
-    eval_file: str | None = None  # a separate evaluation file
-    val_size: float = Field(0.0, ge=0, lt=1)  # or: hold out this share of the training data for eval loss
-    max_samples: int | None = None  # use at most this many training records (after mixing)
-    max_length: int = Field(1024, ge=8)  # tokens per sample (and per packed row)
-    overflow: Literal["truncate", "drop"] = "truncate"  # what to do with longer samples
-    packing: bool = False  # bin samples into max_length rows; attention stays within each sample
-    train_on_prompt: bool = False  # also learn prompt tokens
-    mask_history: bool = False  # learn only the last assistant reply of multi-turn conversations
-    seed: int = 42  # shuffling and splitting
+    """Training data: sources (one description each, the same one eval, mix and generate use) and rendering."""
+
+    datasets: list[DataSource] = Field(description="training sources (files, folders or registry entries), "
+                                       "mixed by `weight` (a sampling multiplier: 1 = every record once)")
+    eval_file: str | DataSource | None = Field(None, description="a separate evaluation source (path or a source "
+                                               "object); or use val_size")
+    val_size: float = Field(0.0, ge=0, lt=1, description="hold out this share of each training source for eval loss")
+    max_samples: int | None = Field(None, ge=1, description="use at most this many training records (after mixing)")
+    max_length: int = Field(1024, ge=8, description="tokens per sample (and per packed row)")
+    overflow: Literal["truncate", "drop"] = Field("truncate", description="what to do with longer samples "
+                                                  "(both are counted in data_report.json)")
+    packing: bool = Field(False, description="bin samples into max_length rows; attention stays within each sample")
+    train_on_prompt: bool = Field(False, description="also learn prompt tokens")
+    mask_history: bool = Field(False, description="learn only the last assistant reply of multi-turn conversations")
+    seed: int = Field(42, description="shuffling, weighting and splitting")
 
 
 class LoraConfig(Strict):
@@ -314,12 +301,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise SftkitError(_explain(e, source)) from None
     if path is not None:
         base = Path(path).resolve().parent
-        for ds in cfg.data.datasets:
-            for key in ("path", "registry"):
-                value = getattr(ds, key)
-                if value and not Path(value).is_absolute():
-                    setattr(ds, key, str(base / value))
-        if cfg.data.eval_file and not Path(cfg.data.eval_file).is_absolute():
+        cfg.data.datasets = [ds.resolved(base) for ds in cfg.data.datasets]
+        if isinstance(cfg.data.eval_file, DataSource):
+            cfg.data.eval_file = cfg.data.eval_file.resolved(base)
+        elif cfg.data.eval_file and not Path(cfg.data.eval_file).is_absolute():
             cfg.data.eval_file = str(base / cfg.data.eval_file)
         if cfg.eval.data and not Path(cfg.eval.data).is_absolute():
             cfg.eval.data = str(base / cfg.eval.data)

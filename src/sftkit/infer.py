@@ -96,45 +96,52 @@ def repl(chat: Chat, system: str | None = None, prompt: str | None = None, tools
             return
 
 
-_PROMPT_KEYS = ("prompt", "question", "query", "instruction", "input", "text")
-_REFERENCE_KEYS = ("output", "answer", "completion", "response", "reference")
+def prompt_item(rec: dict) -> tuple[dict | None, str | None]:
+    """A canonical record as generation input ``{messages, tools, reference, origin}``, or why it is none.
+
+    A conversation ending with a user turn is replied to as it is; one ending with an assistant turn is
+    replied to at that turn, whose text becomes the reference; a text record's text is the prompt."""
+    if "text" in rec and "messages" not in rec:
+        msgs, reference = [{"role": "user", "content": rec["text"]}], None
+    else:
+        msgs = list(rec["messages"])
+        if "chosen" in rec:
+            msgs.append(rec["chosen"])
+        reference = None
+        if msgs and msgs[-1]["role"] == "assistant":
+            reference = msgs.pop().get("content")
+    if any(rec.get(k) for k in ("images", "videos", "audios")):
+        return None, "media in a text-only run"
+    if not msgs or msgs[-1]["role"] not in ("user", "tool"):
+        return None, "the conversation must end with a user turn to reply to"
+    ref = (rec.get("meta") or {}).get("reference")
+    return {"messages": msgs, "tools": rec.get("tools") or None, "origin": rec.get("origin"),
+            "reference": reference if reference is not None else ref if isinstance(ref, str) else None}, None
 
 
-def read_prompts(data: str) -> tuple[list[dict], list[dict]]:
-    """Prompts of a file: ``{"prompt": ...}`` (or question / instruction + input / text) or a turn list
-    (``messages`` / ``conversations``; a trailing assistant turn becomes the reference). Returns
-    (items with ``messages`` and ``reference``, skipped lines with their reason)."""
-    from sftkit.data.formats import Ctx, Options
-    from sftkit.data.formats.turns import parse_turns
-    from sftkit.data.readers import iter_files
-    from sftkit.errors import RecordError
+def read_prompts(data) -> tuple[list[dict], list[dict]]:
+    """Prompts of a data source (a path or a DataSource), read by the one loader in prompt mode: any format
+    sftkit reads, plus prompt-only records (``{"prompt": ...}``, question / instruction + input, a turn list
+    ending with a user turn). Returns (items, skipped records with where / field / reason)."""
+    from sftkit.data.pipeline import Report
+    from sftkit.data.source import DataSource, iter_source
 
+    source = data if isinstance(data, DataSource) else DataSource(path=str(data))
     items, skipped = [], []
-    for item in iter_files([data]):
-        raw = item.raw
-        if item.error:
-            skipped.append({"where": item.where(), "reason": item.error})
+    for recs, rej in iter_source(source, Report(), purpose="prompts"):
+        if rej is not None:
+            where = f"{rej['source']}:{rej['line']}" if rej.get("line") is not None else str(rej["source"])
+            skipped.append({"where": f"{where} (index {rej['index']})", "field": rej.get("field", ""),
+                            "reason": rej["reason"]})
             continue
-        try:
-            key = next((k for k in ("messages", "conversations") if isinstance(raw.get(k), list)), None)
-            if key:
-                msgs, _ = parse_turns(raw[key], key, Ctx(Options()))
-                reference = msgs.pop()["content"] if msgs and msgs[-1]["role"] == "assistant" else None
+        for rec in recs:
+            item, why = prompt_item(rec)
+            o = rec.get("origin") or {}
+            where = f"{o.get('file')}:{o.get('line')} (index {o.get('index')})"
+            if item is None:
+                skipped.append({"where": where, "field": "messages", "reason": why})
             else:
-                if "instruction" in raw:
-                    text = "\n".join(str(raw[k]) for k in ("instruction", "input") if raw.get(k))
-                else:
-                    text = next((raw[k] for k in _PROMPT_KEYS if isinstance(raw.get(k), str) and raw[k].strip()), None)
-                if text is None:
-                    raise RecordError("prompt", f"no prompt field (one of {', '.join(_PROMPT_KEYS)}, messages)")
-                msgs = [{"role": "user", "content": text}]
-                reference = next((raw[k] for k in _REFERENCE_KEYS if isinstance(raw.get(k), str)), None)
-            if not msgs or msgs[-1]["role"] not in ("user", "tool"):
-                raise RecordError(key or "prompt", "the conversation must end with a user turn to reply to")
-        except RecordError as e:
-            skipped.append({"where": item.where(), "field": e.field, "reason": e.reason})
-            continue
-        items.append({"messages": msgs, "reference": reference, "where": item.where()})
+                items.append({**item, "where": where})
     return items, skipped
 
 

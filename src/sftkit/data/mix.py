@@ -18,13 +18,15 @@ Spec (YAML)::
 Each source is read by the one loader (:mod:`sftkit.data.source`), and ``weight`` means what it means in a train
 config: a source contributes ``weight x its record count``; with ``size``, every contribution is scaled by the
 same factor so they sum to ``size``. A pool that runs out is sampled with replacement, and the report says so.
-Records keep their ``origin`` (file, line) and get ``meta.mix_source`` / ``meta.mix_category``.
+Records keep their ``origin`` (file, line) and get ``meta.mix_source`` / ``meta.mix_category``; media paths
+are written relative to the sources' common folder (``media_root`` in the result), as ``sftkit data convert`` does.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
+import os
 import random
 from collections import Counter
 from pathlib import Path
@@ -32,7 +34,8 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from sftkit.data.pipeline import ConvertOptions, Report
+from sftkit.data.formats.base import put_meta
+from sftkit.data.pipeline import ConvertOptions, Report, relative_media
 from sftkit.data.source import DataSource, apportion, draw, load, weighted
 from sftkit.errors import SftkitError
 from sftkit.schema import record_kind
@@ -121,8 +124,9 @@ def mix(spec_path: str | Path, out: str | Path, size: int | None = None, seed: i
     rejects_path = out.with_name(out.stem + ".rejects.jsonl")
     rejects_path.unlink(missing_ok=True)  # a stale rejects file from an earlier run would mislead
     report = Report()
-    pools: dict[str, list[dict]] = {}
+    pools: dict[str, list[tuple]] = {}
     weights: dict[str, float] = {}
+    roots: list[str] = []
     for i, s in enumerate(spec["sources"]):
         name = s.get("name") or Path(s.get("path") or s.get("dataset") or f"source{i}").stem
         if name in pools:
@@ -134,25 +138,31 @@ def mix(spec_path: str | Path, out: str | Path, size: int | None = None, seed: i
                                        **extra) for r in pool.records]
         finally:
             _append(part, rejects_path)
-        for r in recs:
-            r["meta"]["mix_source"] = name
-            r["meta"]["mix_category"] = s.get("category") or auto_category(r)
-        pools[name], weights[name] = recs, s.get("weight", 1)
+        tagged = []
+        for r in recs:  # (source name, category, record): the mix's own bookkeeping, never read back from meta
+            cat = s.get("category") or auto_category(r)
+            put_meta(r["meta"], "mix_source", name, None)
+            put_meta(r["meta"], "mix_category", cat, None)
+            tagged.append((name, cat, r))
+        pools[name], weights[name] = tagged, s.get("weight", 1)
+        roots.extend(os.path.dirname(os.path.realpath(src.path)) for d in _data_sources(s, i, spec_path)
+                     for src in d.sources(ConvertOptions()))
     size = size or spec.get("size")
     if spec.get("categories"):
         chosen, targets, resampled = _by_category(pools, spec["categories"], size, rng)
     else:
         chosen, targets, resampled = weighted(pools, weights, rng, size)
+    media_root = os.path.commonpath(roots) if roots else str(out.parent.resolve())
     tmp = out.with_name(out.name + ".tmp")
     try:
         with open(tmp, "w", encoding="utf-8") as fh:
-            for r in chosen:
-                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+            for _, _, r in chosen:
+                fh.write(json.dumps(relative_media(r, media_root), ensure_ascii=False, allow_nan=False) + "\n")
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)
-    by_source = Counter(r["meta"]["mix_source"] for r in chosen)
-    by_cat = Counter(r["meta"]["mix_category"] for r in chosen)
+    by_source = Counter(name for name, _, _ in chosen)
+    by_cat = Counter(cat for _, cat, _ in chosen)
     n = max(len(chosen), 1)
     return {
         "size": len(chosen), "seed": seed, "mode": "categories" if spec.get("categories") else "weights",
@@ -162,20 +172,21 @@ def mix(spec_path: str | Path, out: str | Path, size: int | None = None, seed: i
         "conversion": {"read": report.total("read"), "converted": report.total("converted"),
                        "rejected": report.total("rejected")},
         "rejects_path": str(rejects_path) if rejects_path.exists() else None,
+        "media_root": media_root,  # media paths in the output are relative to it (re-read with --data-root)
     }
 
 
-def _by_category(pools: dict[str, list[dict]], categories: dict, size: int | None, rng: random.Random):
+def _by_category(pools: dict[str, list[tuple]], categories: dict, size: int | None, rng: random.Random):
     """Draw ``size`` records split by category shares: (records, count per category, what was resampled)."""
     shares = {str(k): float(v) for k, v in categories.items()}
-    groups: dict[str, list[dict]] = {k: [] for k in shares}
+    groups: dict[str, list[tuple]] = {k: [] for k in shares}
     for name, recs in pools.items():
-        for r in recs:
-            cat = r["meta"]["mix_category"]
+        for t in recs:
+            cat = t[1]
             if cat not in groups:
                 raise SftkitError(f"source {name!r} has records of category {cat!r}, which has no share in "
                                   f"'categories' ({', '.join(shares)}); add it or set the source's category")
-            groups[cat].append(r)
+            groups[cat].append(t)
     targets = apportion(size or sum(len(p) for p in pools.values()), shares)
     chosen, resampled = [], {}
     for key, n in targets.items():

@@ -16,7 +16,6 @@ Every record keeps its ``origin`` (file, line, index) through loading, mixing, s
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,7 +24,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from sftkit.data.pipeline import ConvertOptions, Report, Source, iter_converted, sources_from_paths
+from sftkit.data.pipeline import (
+    ConvertOptions,
+    Report,
+    Source,
+    iter_converted,
+    reject_line,
+    sources_from_paths,
+)
 from sftkit.errors import SftkitError
 
 
@@ -179,8 +185,7 @@ class _RejectSink:
         if self.fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.fh = open(self.path, "w", encoding="utf-8")  # noqa: SIM115  (closed by close())
-        self.fh.write(json.dumps(rej, ensure_ascii=False, default=str).encode("utf-8", "backslashreplace")
-                      .decode("utf-8") + "\n")
+        self.fh.write(reject_line(rej) + "\n")
 
     def close(self) -> None:
         if self.fh is not None:

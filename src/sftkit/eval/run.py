@@ -16,46 +16,58 @@ from pathlib import Path
 
 import torch
 
-from sftkit.data.pipeline import ConvertOptions, Report, iter_converted, sources_from_paths
+from sftkit.data.pipeline import Report
+from sftkit.data.source import DataSource, iter_source
 from sftkit.errors import SftkitError
-from sftkit.eval.answers import extract_answer
+from sftkit.eval.answers import reference_answer
 from sftkit.eval.report import metrics_table, write_report
 from sftkit.eval.scoring import score
 from sftkit.generation import GenerationOptions
 from sftkit.progress import progress
 
 
-def load_eval_records(data: str, fmt: str | None = None, max_samples: int | None = None,
-                      skipped: dict | None = None) -> list[dict]:
-    """Conversation records with a reference reply: (prompt messages, reference, final answer, tools).
+def eval_item(rec: dict) -> tuple[dict | None, str | None]:
+    """One canonical record as an eval item ``{prompt, reference, final_answer, tools, origin}``, or why it has none.
 
-    Preference records use the chosen reply as the reference; text records and invalid records have
-    nothing to answer and are counted in ``skipped`` (by reason)."""
-    opts = ConvertOptions(format=fmt)
+    Preference records use the chosen reply as the reference; a KTO record labelled undesirable, a text record
+    and a record with media (a text-only eval) have nothing to compare against."""
+    msgs = rec.get("messages")
+    if not msgs:
+        return None, "text record (no prompt)"
+    if any(rec.get(k) for k in ("images", "videos", "audios")):
+        return None, "media in a text-only eval"
+    if "chosen" in rec:
+        msgs = [*msgs, rec["chosen"]]
+    last = max((i for i, m in enumerate(msgs) if m["role"] == "assistant"), default=None)
+    if last is None or rec.get("label") is False:
+        return None, "no reference reply"
+    reference = msgs[last].get("content") or ""
+    return {"prompt": msgs[:last], "reference": reference, "tools": rec.get("tools") or None,
+            "final_answer": reference_answer(reference, rec.get("meta") or {}), "origin": rec.get("origin")}, None
+
+
+def load_eval_records(data, fmt: str | None = None, max_samples: int | None = None,
+                      skipped: dict | None = None) -> list[dict]:
+    """Eval items of a data source (a path or a :class:`~sftkit.data.source.DataSource`), read by the one loader.
+
+    Records without a reference are counted in ``skipped`` by reason (invalid records as "invalid record")."""
+    source = data if isinstance(data, DataSource) else DataSource(path=str(data), format=fmt)
     skipped = skipped if skipped is not None else {}
     out = []
-    for _, recs, rej in iter_converted(sources_from_paths([data], opts), opts, Report()):
+    for recs, rej in iter_source(source, Report()):
         if rej is not None:
             skipped["invalid record"] = skipped.get("invalid record", 0) + 1
         for rec in recs or []:
-            msgs = rec.get("messages")
-            if not msgs:
-                skipped["text record (no prompt)"] = skipped.get("text record (no prompt)", 0) + 1
+            item, why = eval_item(rec)
+            if item is None:
+                skipped[why] = skipped.get(why, 0) + 1
                 continue
-            if "chosen" in rec:
-                msgs = [*msgs, rec["chosen"]]
-            last = max((i for i, m in enumerate(msgs) if m["role"] == "assistant"), default=None)
-            if last is None or (rec.get("label") is False):
-                skipped["no reference reply"] = skipped.get("no reference reply", 0) + 1
-                continue
-            reference = msgs[last]["content"]
-            final = rec["meta"].get("final_answer")
-            out.append({"prompt": msgs[:last], "reference": reference, "tools": rec.get("tools") or None,
-                        "final_answer": str(final) if final is not None else extract_answer(reference)})
+            out.append(item)
             if max_samples and len(out) >= max_samples:
                 return out
     if not out:
-        raise SftkitError(f"{data}: no conversation records with a reference reply to evaluate")
+        raise SftkitError(f"{source.label}: no conversation records with a reference reply to evaluate"
+                          + (f" (skipped: {skipped})" if skipped else ""))
     return out
 
 
