@@ -325,3 +325,25 @@ def test_full_training_from_a_lora_run_saves_a_whole_model(tiny_model_dir, tmp_p
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     changed = [n for n, p in base.named_parameters() if not torch.equal(p, dict(model.named_parameters())[n])]
     assert changed  # trained weights, not the base model's
+
+
+def test_checkpoint_files_are_fsynced_before_the_marker(tiny_model_dir, tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src, dst, *args, **kwargs):
+        events.append(("replace", str(dst)))
+        real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    run = train(load_config(write_config(tmp_path / "c.yaml", tiny_model_dir, tmp_path / "run", max_steps=2)))
+    ckpt = run / "checkpoint-2"
+    marked = events.index(("replace", str(ckpt / COMPLETE)))
+    synced = {path for kind, path in events[:marked] if kind == "fsync"}
+    files = {str(p) for p in ckpt.iterdir() if p.name != COMPLETE}
+    assert files <= synced and str(ckpt) in synced  # every file, and the folder's entries
