@@ -64,6 +64,21 @@ def test_malformed_tool_call_text_stays_content(bad):
     assert content == "a" + bad + "b" and [c["function"]["name"] for c in calls] == ["f"]
 
 
+def test_llama3_bare_json_tool_call_parses_back():
+    """Llama 3.1 writes a call as the whole reply, ``{"name": ..., "parameters": ...}`` (its official template)."""
+    call = {"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "巴黎"}'}}
+    llama3 = TEMPLATES["llama3"]
+    head = llama3.render(ASK, TOOLS, add_generation_prompt=True)[0]
+    full = llama3.render([*ASK, {"role": "assistant", "content": "", "tool_calls": [call]}], TOOLS)[0]
+    reply = full[len(head):].removesuffix("<|eot_id|>")
+    content, calls = parse_tool_calls(reply)
+    assert content == "" and calls[0]["function"]["name"] == "get_weather"
+    assert json.loads(calls[0]["function"]["arguments"]) == {"city": "巴黎"}
+    # plain JSON replies that are not Llama's call shape stay text
+    for text in ['{"name": "Ann", "age": 3}', '{"name": "f", "parameters": 1}', 'x {"name": "f", "parameters": {}}']:
+        assert parse_tool_calls(text) == (text, [])
+
+
 # -- prompts ----------------------------------------------------------------------------------------
 def test_prompts_carry_the_tools_as_the_tokenizer_renders_them(base):
     _, tok, renderer = base

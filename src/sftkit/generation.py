@@ -72,7 +72,11 @@ class Completion:
 def parse_tool_calls(text: str) -> tuple[str, list[dict]]:
     """``<tool_call>{"name": ..., "arguments": ...}</tool_call>`` blocks -> (content outside them, OpenAI calls).
 
-    A block that is not a JSON object with a string ``name`` stays in the content as written."""
+    A block that is not a JSON object with a string ``name`` stays in the content as written. A reply that is
+    one bare JSON object ``{"name": ..., "parameters": {...}}`` (Llama 3.1's tool-call format) is one call."""
+    bare = _bare_call(text)
+    if bare is not None:
+        return "", [bare]
     calls, content, pos = [], [], 0
     for m in _TOOL_CALL.finditer(text):
         call = _tool_call(m.group(1))
@@ -83,6 +87,20 @@ def parse_tool_calls(text: str) -> tuple[str, list[dict]]:
         calls.append(call)
     content.append(text[pos:])
     return "".join(content), calls
+
+
+def _bare_call(text: str) -> dict | None:
+    """Llama 3.1's tool call: the whole reply is ``{"name": str, "parameters": object}``."""
+    body = text.strip()
+    if not (body.startswith("{") and body.endswith("}") and '"parameters"' in body):
+        return None
+    try:
+        obj = json.loads(body)
+    except (json.JSONDecodeError, RecursionError):
+        return None
+    if not isinstance(obj, dict) or set(obj) != {"name", "parameters"} or not isinstance(obj["parameters"], dict):
+        return None
+    return _tool_call(json.dumps({"name": obj["name"], "arguments": obj["parameters"]}, ensure_ascii=False))
 
 
 def _tool_call(body: str) -> dict | None:

@@ -158,7 +158,8 @@ def generate_file(model: str, data, out: str, opts: GenerationOptions | None = N
     with open(out, "w", encoding="utf-8") as fh:
         for k, c in enumerate(done):
             it = items[k // opts.n]
-            fh.write(json.dumps({"prompt": it["messages"][-1]["content"], "messages": it["messages"],
+            fh.write(json.dumps({"origin": it.get("origin"), "prompt": it["messages"][-1]["content"],
+                                 "messages": it["messages"],
                                  "tools": it.get("tools"), "reference": it.get("reference"), "prediction": c.text,
                                  "content": c.content, "tool_calls": c.tool_calls, "finish_reason": c.finish_reason},
                                 ensure_ascii=False) + "\n")
@@ -166,14 +167,17 @@ def generate_file(model: str, data, out: str, opts: GenerationOptions | None = N
 
 
 def export(run: str, out: str) -> Path:
-    """Write a standalone model plain ``transformers`` loads: LoRA-family adapters merged into the base."""
+    """Write a standalone model plain ``transformers`` loads: mergeable adapters (LoRA family, IA3) merged into the base."""
     path = resolve(run)
     info = run_info(path)
     model = load_model(path, precision="fp32")
-    if hasattr(model, "peft_config"):
-        if any(c.peft_type.value != "LORA" for c in model.peft_config.values()):
-            raise SftkitError(f"method {info.get('method')!r} adds virtual tokens and cannot be merged into the "
-                              "base weights; load the run folder with sftkit (or peft) instead")
+    from sftkit.methods import method_for_model
+
+    method = method_for_model(model)
+    if method is not None:
+        if not method.mergeable:
+            raise SftkitError(f"method {info.get('method') or method.name!r} cannot be merged into the base weights "
+                              "(it adds virtual tokens or modules); load the run folder with sftkit instead")
         model = model.merge_and_unload()
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)

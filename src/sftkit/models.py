@@ -27,7 +27,7 @@ def resolve(name: str) -> str:
             raise SftkitError(f"the shipped base model is missing at {path}; rebuild it with scripts/build_base_model.py")
         return str(path)
     p = Path(name)
-    if (p / "final" / "config.json").exists() or (p / "final" / "adapter_config.json").exists():
+    if any((p / "final" / f).exists() for f in ("config.json", "adapter_config.json", "bottleneck.json")):
         return str(p / "final")  # a run folder
     return name
 
@@ -126,6 +126,14 @@ def load_model(name: str, *, precision: str = "auto", quantize: bool = False, tr
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                                            bnb_4bit_compute_dtype=dtype, bnb_4bit_use_double_quant=True)
     try:
+        from sftkit.methods.adapter import is_adapter_folder, load_adapter_weights
+
+        if is_adapter_folder(path):  # bottleneck adapters (sftkit's own): the base, then the adapter weights
+            base = run_info(path).get("base_model")
+            if not base:
+                raise SftkitError(f"{path}: bottleneck adapter without sftkit.json naming its base model")
+            model = AutoModelForCausalLM.from_pretrained(resolve(base), **kwargs)
+            return load_adapter_weights(model, path)
         if (Path(path) / "adapter_config.json").exists():
             from peft import PeftModel
 

@@ -107,6 +107,28 @@ def test_virtual_token_runs_cannot_be_merged(tiny_model_dir, tmp_path):
         export(str(run), str(tmp_path / "out"))
 
 
+def test_ia3_runs_export_and_bottleneck_runs_load_for_chat(tiny_model_dir, tmp_path):
+    """Export asks the method registry what can be merged; a bottleneck-adapter run loads on its base for use."""
+    from sftkit.errors import SftkitError
+
+    ids = torch.tensor([[5, 17, 300, 42, 9]])
+    run = train(config(tiny_model_dir, tmp_path / "ia3", "ia3", max_steps=3))
+    out = export(str(run), str(tmp_path / "merged"))
+    merged = AutoModelForCausalLM.from_pretrained(out).eval()
+    adapted = load_model(str(run), precision="fp32").eval()
+    with torch.no_grad():
+        assert torch.allclose(merged(ids).logits, adapted(ids).logits, atol=1e-4)
+
+    run = train(config(tiny_model_dir, tmp_path / "adapter", "adapter", max_steps=3, learning_rate=5e-2))
+    loaded = load_model(str(run), precision="fp32").eval()
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    with torch.no_grad():
+        assert not torch.allclose(loaded(ids).logits, base(ids).logits, atol=1e-4)  # the trained adapter is there
+    assert Chat(str(run)).generate([[{"role": "user", "content": "hi"}]], max_new_tokens=4)
+    with pytest.raises(SftkitError, match="cannot be merged"):
+        export(str(run), str(tmp_path / "out2"))
+
+
 def test_train_cli_with_overrides_neftune_and_checkpointing(tiny_model_dir, tmp_path, capsys):
     import yaml
 

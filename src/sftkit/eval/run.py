@@ -135,7 +135,8 @@ def evaluate(model: str, data: str, out_dir: str | Path | None = None, *, fmt: s
         with open(out / "predictions.jsonl", "w", encoding="utf-8") as fh:
             for it, c, p in zip(items, done, per, strict=True):
                 prompt = it["prompt"][-1]["content"] if it["prompt"] else ""
-                fh.write(json.dumps({"prompt": prompt, "messages": it["prompt"], "tools": it.get("tools"),
+                fh.write(json.dumps({"origin": it.get("origin"), "prompt": prompt, "messages": it["prompt"],
+                                     "tools": it.get("tools"),
                                      "reference": it["reference"], "final_answer": it["final_answer"],
                                      "prediction": c.text, "tool_calls": c.tool_calls,
                                      "finish_reason": c.finish_reason, "prompt_tokens": c.prompt_tokens,
