@@ -347,3 +347,13 @@ def test_checkpoint_files_are_fsynced_before_the_marker(tiny_model_dir, tmp_path
     synced = {path for kind, path in events[:marked] if kind == "fsync"}
     files = {str(p) for p in ckpt.iterdir() if p.name != COMPLETE}
     assert files <= synced and str(ckpt) in synced  # every file, and the folder's entries
+
+
+def test_no_training_rows_error_points_at_a_written_report(tiny_model_dir, tmp_path, capsys):
+    cfg = write_config(tmp_path / "c.yaml", tiny_model_dir, tmp_path / "run")
+    capsys.readouterr()
+    assert main(["train", str(cfg), "data.max_length=8", "data.overflow=drop"]) == 2  # every record too long
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    report = tmp_path / "run" / "data_report.json"
+    assert "no training rows" in err and str(report) in err
+    assert json.loads(report.read_text())["train_rows"] == 0
