@@ -31,6 +31,17 @@ def test_export_merges_lora_into_a_plain_model(lora_run, tmp_path):
         assert torch.allclose(merged(ids).logits, adapted(ids).logits, atol=1e-4)
 
 
+def test_lora_continued_from_a_lora_run_names_the_root_base(lora_run, tiny_model_dir, tmp_path):
+    cfg = config(str(lora_run), tmp_path / "more", "lora", max_steps=2)
+    run = train(cfg)
+    info = json.loads((run / "final" / "sftkit.json").read_text())
+    assert info["adapter"] and info["base_model"] == str(tiny_model_dir)
+    before, after = load_model(str(lora_run), precision="fp32").eval(), load_model(str(run), precision="fp32").eval()
+    ids = torch.tensor([[5, 17, 300, 42, 9]])
+    with torch.no_grad():
+        assert not torch.allclose(before(ids).logits, after(ids).logits)  # the continued adapter trained further
+
+
 def test_chat_streams_and_generate_writes_predictions(lora_run, tmp_path, capsys):
     chat = Chat(str(lora_run))
     convo = [{"role": "user", "content": "Who are you?"}]

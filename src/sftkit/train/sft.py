@@ -200,6 +200,14 @@ def build(cfg: SFTConfig):
     return trainer, run_dir, tokenizer, has_eval
 
 
+def _root_base(model: str) -> str:
+    """The base model an adapter applies to: a run folder that holds an adapter names its own base."""
+    from sftkit.models import resolve, run_info
+
+    info = run_info(resolve(model))
+    return info["base_model"] if info.get("adapter") and info.get("base_model") else model
+
+
 def save_final(model, tokenizer, cfg: SFTConfig, out: Path, metrics: dict) -> None:
     """Save the trained model (or adapter) with its tokenizer and what produced it.
 
@@ -224,8 +232,9 @@ def save_final(model, tokenizer, cfg: SFTConfig, out: Path, metrics: dict) -> No
         if cfg.template:  # plain transformers then renders prompts exactly as training did
             tokenizer.chat_template = get_template(cfg.template).jinja()
         tokenizer.save_pretrained(partial)
-        info = {"base_model": cfg.model, "method": cfg.method, "template": cfg.template,
-                "adapter": not any(partial.glob("model*.safetensors")), "metrics": metrics}  # what was saved
+        adapter = not any(partial.glob("model*.safetensors"))  # what was saved
+        info = {"base_model": _root_base(cfg.model) if adapter else cfg.model, "method": cfg.method,
+                "template": cfg.template, "adapter": adapter, "metrics": metrics}
         atomic_write_text(partial / "sftkit.json", json.dumps(info, indent=2, default=str))
         fsync_tree(partial)
         discard(out)
