@@ -19,6 +19,7 @@ from sftkit.data.source import DataSource, load, weighted
 from sftkit.errors import SftkitError
 from sftkit.tokenize.packing import packed_rows
 from sftkit.tokenize.render import IGNORE, Renderer, RenderOptions
+from sftkit.train.run_dir import atomic_write_text
 
 
 def eval_source(cfg: SFTConfig) -> DataSource | None:
@@ -75,15 +76,6 @@ def _per_file(rows: list[dict]) -> dict[str, int]:
     return dict(Counter((r.get("origin") or {}).get("file", "?") for r in rows))
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def prepare(cfg: SFTConfig, tokenizer, run_dir: Path, write: bool = True) -> tuple[list[dict], list[dict], Renderer]:
     """Train and eval rows for a run; writes ``data_report.json`` (and ``rejects.jsonl``) to the run folder.
 
@@ -106,8 +98,8 @@ def prepare(cfg: SFTConfig, tokenizer, run_dir: Path, write: bool = True) -> tup
         report["packed_rows"] = len(train_rows)
     path = run_dir / "data_report.json"
     if write:
-        _write_atomic(path, json.dumps(report, indent=2, ensure_ascii=False, default=str))
-        _write_atomic(run_dir / "lineage.jsonl", "".join(
+        atomic_write_text(path, json.dumps(report, indent=2, ensure_ascii=False, default=str))
+        atomic_write_text(run_dir / "lineage.jsonl", "".join(
             json.dumps({"row": i, "origins": r.get("origins") or [r.get("origin")]}, ensure_ascii=False) + "\n"
             for i, r in enumerate(train_rows)))
     if not train_rows:
