@@ -124,7 +124,7 @@ def test_broken_element_in_pretty_array_costs_only_that_element(tmp_path, monkey
     items = list(iter_file(p))
     assert [it.raw for it in items if it.error is None] == [rows[0], rows[1], rows[3], rows[4]]
     bad = [it for it in items if it.error]
-    assert len(bad) == 1 and bad[0].index == 2 and "skipped to the next element" in bad[0].error
+    assert len(bad) == 1 and bad[0].index == 2 and "malformed JSON" in bad[0].error
     element_lines = [n for n, line in enumerate(text.splitlines(), 1) if line == "  {"]
     assert [it.line for it in items] == element_lines
     assert '"q2" "oops"' in bad[0].text
