@@ -516,8 +516,10 @@ _WS = re.compile(rb"[ \t\r\n]*")
 _STRUCT = re.compile(rb'[\[\]{}"]')
 _STR_BODY = re.compile(rb'[^"\\\r\n]*(?:\\[^\r\n][^"\\\r\n]*)*')  # a string's body, stopping at its end or a line break
 _SCALAR = re.compile(rb'[^ \t\r\n,:\[\]{}"]*')
-_GARBAGE = re.compile(rb'[\[\]{}",]')
+_GARBAGE = re.compile(rb"[\[\]{,]")
 _FIRST_KEY = re.compile(rb'\{[ \t\r\n]*("(?:[^"\\\r\n]|\\[^\r\n]){1,200}")[ \t\r\n]*:')
+_NEXT_KEY = re.compile(rb',[ \t\r\n]*' + _FIRST_KEY.pattern)
+_KEY_GUESS = re.compile(rb'\{[ \t\r\n{\[]*"?([^"\\\r\n:,{}\[\]]{1,200})')
 _QUOTE, _COMMA, _OPEN_OBJ, _OPEN_ARR, _CLOSE_ARR = 0x22, 0x2C, 0x7B, 0x5B, 0x5D
 
 
@@ -655,37 +657,34 @@ class _JsonBuffer:
                 if not stack:
                     return i
 
-    def skip_garbage(self, in_array: bool) -> str:
-        """Skip text that is no value, up to the next '{' (and in an array ',' or ']') outside strings and
-        brackets; return its first characters."""
-        self.start, i, depth, in_str = self.pos, self.pos + 1, 0, False
-        head = b""
+    def skip_garbage(self, in_array: bool, key: bytes | None) -> str:
+        """Skip text that is no value; return its first characters. It ends at the next element that starts with
+        ``key`` (the elements' first key), else at the next '{' (in an array also ',' or ']') outside brackets.
+        Quotes are not tracked here: in damaged text they are as likely to open as to close."""
+        self.start, i, depth, head = self.pos, self.pos, 0, b""
+        key_at = re.compile(rb"\{[ \t\r\n]*" + re.escape(key) + rb"[ \t\r\n]*:").search if key else None
+        k_from = self.pos + 1
         while True:
             buf = self.buf
-            if in_str:
-                i = _STR_BODY.match(buf, i).end()
-                if i < len(buf):
-                    in_str, i = False, i + 1
-                    continue
-            else:
-                m = _GARBAGE.search(buf, i)
-                i = len(buf) if m is None else m.start()
-                if m is not None:
-                    c = buf[i]
-                    stop = (c == _OPEN_OBJ and depth == 0) or (in_array and depth == 0 and c in (_COMMA, _CLOSE_ARR))
-                    if stop:
-                        text = head if self.start < 0 else bytes(buf[self.start:i])
-                        self.pos = i
-                        return text[:_SHOWN].decode("utf-8", "replace")
-                    in_str = c == _QUOTE
-                    depth += (c == _OPEN_ARR) - (c == _CLOSE_ARR and depth > 0)
-                    i += 1
-                    continue
+            km = key_at(buf, k_from) if key_at else None
+            end = km.start() if km else len(buf)
+            while (m := _GARBAGE.search(buf, i, end)) is not None:
+                i = m.start()
+                c = buf[i]
+                if depth == 0 and i > self.start and (c == _OPEN_OBJ or in_array and c in (_COMMA, _CLOSE_ARR)):
+                    end = i
+                    break
+                depth += (c == _OPEN_ARR) - (c == _CLOSE_ARR and depth > 0)
+                i += 1
+            if end < len(buf):
+                text = head if self.start < 0 else bytes(buf[self.start:end])
+                self.pos = end
+                return text[:_SHOWN].decode("utf-8", "replace")
             if not head:
                 head = bytes(buf[self.start:self.start + _SHOWN])
-            self.scan = self.mark = i
+            self.scan = self.mark = len(buf)
             more = self.more()
-            i = self.scan
+            i, k_from = self.scan, max(self.scan - 400, 0)  # a key pattern may straddle the chunks
             if not more:
                 self.pos = len(self.buf)
                 return (head if self.start < 0 else bytes(self.buf[self.start:]))[:_SHOWN].decode("utf-8", "replace")
@@ -761,7 +760,7 @@ def _elements(s: _JsonBuffer, source: str, in_array: bool) -> Iterator[Item]:
             after_value = False
             continue
         if after_value and in_array and c != _OPEN_OBJ or c in b"}]:":
-            text = s.skip_garbage(in_array)
+            text = s.skip_garbage(in_array, key)
             yield Item(source, line, index, error=f"malformed JSON: unexpected text at line {line}", text=text)
             index += 1
             continue
@@ -798,10 +797,15 @@ def _elements(s: _JsonBuffer, source: str, in_array: bool) -> Iterator[Item]:
                            error=f"{'array element' if in_array else 'value'} is a JSON {json_type(raw)}, not an object")
             index += 1
             continue
+        # the damaged value may hold the start of the next element: find it by the elements' first key:
+        # this one's, the last good one's, this one's if damaged, or the next one's
         split = None
-        if s.broken or cut_short == "eof":
-            m = _FIRST_KEY.match(data)
-            split = _next_element(data, at, m.group(1) if m else key, in_array)
+        if reason.startswith("malformed") or s.broken or cut_short == "eof":  # not for a valid but refused value
+            own, guessed, nxt = _FIRST_KEY.match(data), _KEY_GUESS.match(data), _NEXT_KEY.search(data, max(at, 1))
+            keys = [own and own.group(1), key, guessed and b'"%s"' % guessed.group(1)]
+            if s.broken or cut_short == "eof":  # in balanced text the next "{key" is more likely a nested object
+                keys.append(nxt and nxt.group(1))
+            split = next(filter(None, (_next_element(data, at, k, in_array) for k in keys if k)), None)
         bad_end, s.pos, after_value = (start + split[0], start + split[1], False) if split else (end, end, True)
         where = f" at line {s.line_at(start + at)}" if at or reason.startswith("malformed") else ""
         text = bytes(s.buf[start:bad_end]).decode("utf-8", "replace")
