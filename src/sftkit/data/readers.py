@@ -256,7 +256,8 @@ class _Lines:
 
     def __iter__(self) -> Iterator[tuple[int, bytes | None]]:
         read, limit = self.fh.read1, self.limit
-        carry, lineno, skipping, blank, eat_lf, first = b"", 0, False, True, False, True
+        pending: list[bytes] = []  # pieces of a line that has not ended yet
+        size, lineno, skipping, blank, hold, first = 0, 0, False, True, b"", True
         while True:
             try:
                 chunk = read(_CHUNK)
@@ -264,41 +265,57 @@ class _Lines:
                 self.problem, self.damaged = str(e), True
                 yield lineno + 1, None
                 return
+            eof = not chunk
             if first:
                 first = False
                 if chunk.startswith(codecs.BOM_UTF8):
                     chunk = chunk[3:]
-            if eat_lf:  # the CR that ended a skipped line may be the first half of a CRLF
-                eat_lf = False
-                if chunk.startswith(b"\n"):
-                    chunk = chunk[1:]
+            if hold:
+                chunk, hold = hold + chunk, b""
+            if not eof and chunk.endswith(b"\r"):  # a CR at the end may be the first half of a CRLF
+                chunk, hold = chunk[:-1], b"\r"
             if not chunk:
+                if not eof:
+                    continue
                 if skipping and not blank:
                     self.problem = f"record exceeds {limit} bytes"
                     yield lineno + 1, None
-                elif carry and not skipping:
-                    yield lineno + 1, carry
+                elif size:
+                    yield lineno + 1, b"".join(pending)
                 return
-            if skipping:  # inside an oversized line: drop bytes until it ends
+            if pending or skipping:  # finish the line that began in an earlier chunk
                 ends = [i for i in (chunk.find(b"\n"), chunk.find(b"\r")) if i >= 0]
                 if not ends:
-                    blank = blank and chunk.isspace()
+                    if skipping:
+                        blank = blank and chunk.isspace()
+                    else:
+                        pending.append(chunk)
+                        size += len(chunk)
+                        if size > limit:  # too long: drop it and skip to its end
+                            skipping, blank, pending, size = True, all(p.isspace() for p in pending), [], 0
                     continue
                 end = min(ends)
-                blank = blank and (end == 0 or chunk[:end].isspace())
-                lineno += 1
-                if not blank:
-                    self.problem = f"record exceeds {limit} bytes"
-                    yield lineno, None
-                skipping = False
-                if chunk[end] == 13 and end + 1 == len(chunk):
-                    eat_lf = True
                 end += 2 if chunk[end:end + 2] == b"\r\n" else 1
-                chunk, carry = chunk[end:], b""
-            buf = carry + chunk if carry else chunk
-            parts = buf.splitlines(True)
-            carry = parts.pop() if parts and parts[-1][-1:] != b"\n" else b""  # may continue (a CR may be CRLF)
-            if len(buf) > limit:
+                head, chunk = chunk[:end], chunk[end:]
+                lineno += 1
+                if skipping:
+                    skipping = False
+                    if not (blank and head.isspace()):
+                        self.problem = f"record exceeds {limit} bytes"
+                        yield lineno, None
+                else:
+                    pending.append(head)
+                    line, pending, size = b"".join(pending), [], 0
+                    if len(line) > limit and not line.isspace():
+                        self.problem = f"record exceeds {limit} bytes"
+                        yield lineno, None
+                    else:
+                        yield lineno, line
+            parts = chunk.splitlines(True)
+            if parts and parts[-1][-1:] not in (b"\n", b"\r"):  # the last line goes on in the next chunk
+                tail = parts.pop()
+                pending, size = [tail], len(tail)
+            if len(chunk) > limit:
                 for part in parts:
                     lineno += 1
                     if len(part) > limit and not part.isspace():
@@ -309,16 +326,8 @@ class _Lines:
             else:
                 yield from enumerate(parts, lineno + 1)
                 lineno += len(parts)
-            if len(carry) > limit:
-                skipping, blank = True, carry.isspace()
-                if carry.endswith(b"\r"):  # the oversized line ended at this CR
-                    lineno += 1
-                    skipping = False
-                    eat_lf = True
-                    if not blank:
-                        self.problem = f"record exceeds {limit} bytes"
-                        yield lineno, None
-                carry = b""
+            if size > limit:
+                skipping, blank, pending, size = True, pending[0].isspace(), [], 0
 
 
 class _Rejected(ValueError):
@@ -341,12 +350,12 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _value_problem(raw: Any, data: bytes | bytearray) -> str | None:
+def _value_problem(raw: Any, data: bytes | bytearray, depth_known: bool = False) -> str | None:
     """Why a parsed value must be rejected although it parsed (too deep, lone surrogate), or None.
 
     Cheap for ordinary records: the walks run only when the raw text has many brackets or surrogate escapes.
     """
-    if data.count(b"{") + data.count(b"[") > MAX_DEPTH and _too_deep(raw):
+    if not depth_known and data.count(b"{") + data.count(b"[") > MAX_DEPTH and _too_deep(raw):
         return f"nesting deeper than {MAX_DEPTH} levels"
     if _SURROGATE_ESCAPE.search(data):
         m = _SURROGATE.search(json.dumps(raw, ensure_ascii=False))
@@ -380,7 +389,7 @@ def _parse_reason(e: Exception) -> str:
 
 def _iter_jsonl(path: Path, source: str, limit: int) -> Iterator[Item]:
     index = 0
-    decode = _DECODER.decode
+    decode, raw_decode = _DECODER.decode, _DECODER.raw_decode
     with _open_binary(path) as fh:
         lines = _Lines(fh, limit)
         for lineno, bline in lines:
@@ -397,7 +406,12 @@ def _iter_jsonl(path: Path, source: str, limit: int) -> Iterator[Item]:
                 index += 1
                 continue
             try:
-                raw = decode(line)
+                try:
+                    raw, end = raw_decode(line)  # faster than decode(): no whitespace regexes
+                except ValueError:
+                    raw, end = decode(line), len(line)  # leading whitespace, or the error with its message
+                if end != len(line) and not line[end:].isspace():
+                    decode(line)  # raises "Extra data"
             except (ValueError, RecursionError) as e:
                 col = f" (column {e.colno})" if isinstance(e, json.JSONDecodeError) else ""
                 yield Item(source, lineno, index, error=_parse_reason(e) + col, text=line.rstrip("\r\n"))
@@ -513,7 +527,7 @@ def _iter_parquet(path: Path, source: str, limit: int) -> Iterator[Item]:
 # ---------------------------------------------------------------------------------------------- .json files
 
 _WS = re.compile(rb"[ \t\r\n]*")
-_STRUCT = re.compile(rb'[\[\]{}"]')
+_SEGMENT = re.compile(rb'(?:[^\[\]{}"]++|"[^"\\\r\n]*+(?:\\[^\r\n][^"\\\r\n]*+)*+")*+')
 _STR_BODY = re.compile(rb'[^"\\\r\n]*(?:\\[^\r\n][^"\\\r\n]*)*')  # a string's body, stopping at its end or a line break
 _SCALAR = re.compile(rb'[^ \t\r\n,:\[\]{}"]*')
 _GARBAGE = re.compile(rb"[\[\]{,]")
@@ -534,7 +548,7 @@ class _JsonBuffer:
         self.buf = bytearray()
         self.pos = self.mark = self.scan = self.start = 0
         self.line, self.counted = 1, 0  # line number at position `counted`
-        self.eof, self.damage, self.first = False, "", True
+        self.eof, self.damage, self.first, self.has_cr = False, "", True, False
         self.stack, self.extra, self.in_str, self.scalar, self.broken, self.deep = bytearray(), 0, False, False, False, False
 
     def more(self) -> bool:
@@ -560,13 +574,16 @@ class _JsonBuffer:
             self.eof = True
             return False
         self.buf += chunk
+        self.has_cr = self.has_cr or b"\r" in chunk
         return True
 
     def line_at(self, pos: int) -> int:
         """Line number of buffer position ``pos`` (LF, CRLF and a lone CR each end a line)."""
         a, b = min(pos, self.counted), max(pos, self.counted)
         buf = self.buf
-        n = buf.count(b"\n", a, b) + buf.count(b"\r", a, b) - buf.count(b"\r\n", a, b)
+        n = buf.count(b"\n", a, b)
+        if self.has_cr:
+            n += buf.count(b"\r", a, b) - buf.count(b"\r\n", a, b)
         self.line += n if pos >= self.counted else -n
         self.counted = pos
         return self.line
@@ -631,13 +648,13 @@ class _JsonBuffer:
                 if not stack:
                     return i
                 continue
-            m = _STRUCT.search(buf, i)
-            if m is None:
+            i = _SEGMENT.match(buf, i).end()  # text and whole strings up to the next bracket, in one step
+            if i >= n:
                 self.scan = n
                 return -1
-            i = m.end()
-            c = buf[i - 1]
-            if c == _QUOTE:
+            c = buf[i]
+            i += 1
+            if c == _QUOTE:  # a string that does not end in the buffer, or is broken: follow it step by step
                 self.in_str = True
             elif c == _OPEN_OBJ or c == _OPEN_ARR:
                 if len(stack) < MAX_DEPTH:
@@ -697,12 +714,19 @@ def _parse_bytes(data: bytes | bytearray) -> tuple[Any, str, int]:
     except UnicodeDecodeError as e:
         return None, f"invalid UTF-8 (byte 0x{data[e.start]:02x})", e.start
     try:
-        raw = _DECODER.decode(text)
+        raw, end = _DECODER.raw_decode(text)  # the scanner found the value's exact extent
+        if end != len(text):
+            raise json.JSONDecodeError("Extra data", text, end)
     except (ValueError, RecursionError) as e:
         pos = e.pos if isinstance(e, json.JSONDecodeError) else 0
         return None, _parse_reason(e), len(text[:pos].encode("utf-8", "surrogatepass"))
-    problem = _value_problem(raw, data)
+    problem = _value_problem(raw, data, depth_known=True)  # the scanner counted the depth
     return (None, problem, 0) if problem else (raw, "", 0)
+
+
+def _key_of(record: dict | None) -> bytes | None:
+    """The first key of a record as JSON text, e.g. ``b'"instruction"'``."""
+    return json.dumps(next(iter(record)), ensure_ascii=False).encode() if record else None
 
 
 def _next_element(data: bytes | bytearray, after: int, key: bytes | None, in_array: bool) -> tuple[int, int] | None:
@@ -737,7 +761,7 @@ def _iter_json(path: Path, source: str, limit: int) -> Iterator[Item]:
 
 def _elements(s: _JsonBuffer, source: str, in_array: bool) -> Iterator[Item]:
     """The values of a JSON array (or of concatenated values), resynchronising after damage."""
-    index, key, after_value, missing_comma, closed = 0, None, False, False, False
+    index, last_good, after_value, missing_comma, closed = 0, None, False, False, False
     while True:
         c = s.skip_ws()
         if c < 0:
@@ -746,6 +770,10 @@ def _elements(s: _JsonBuffer, source: str, in_array: bool) -> Iterator[Item]:
             elif in_array and not closed:
                 yield Item(source, s.line_at(s.pos), index, error="file ends before the closing ']' (truncated?)")
             return
+        if c == _COMMA and not closed:  # a separator; extra commas (",,", trailing) lose nothing
+            s.pos += 1
+            after_value = False
+            continue
         line = s.line_at(s.pos)
         if closed:  # text after the array: report it, then read on (it may be a stray ']' inside the array)
             yield Item(source, line, index, error="unexpected text after the closing ']'",
@@ -755,12 +783,12 @@ def _elements(s: _JsonBuffer, source: str, in_array: bool) -> Iterator[Item]:
             s.pos += 1
             closed, after_value = True, True
             continue
-        if c == _COMMA:  # a separator; extra commas (",,", trailing) lose nothing
+        if c == _COMMA:
             s.pos += 1
             after_value = False
             continue
         if after_value and in_array and c != _OPEN_OBJ or c in b"}]:":
-            text = s.skip_garbage(in_array, key)
+            text = s.skip_garbage(in_array, _key_of(last_good))
             yield Item(source, line, index, error=f"malformed JSON: unexpected text at line {line}", text=text)
             index += 1
             continue
@@ -780,8 +808,7 @@ def _elements(s: _JsonBuffer, source: str, in_array: bool) -> Iterator[Item]:
         if not reason:
             s.pos, after_value = end, True
             if type(raw) is dict and raw:
-                m = _FIRST_KEY.match(data)
-                key = m.group(1) if m else key
+                last_good = raw  # its first key finds the next element after damage
             if type(raw) is dict and not in_array and index == 0 and (wrapped := _wrapped_records(raw)) is not None \
                     and s.skip_ws() < 0:
                 for i, rec in enumerate(wrapped):  # {"data": [...]}: the records are the list's elements
@@ -802,7 +829,7 @@ def _elements(s: _JsonBuffer, source: str, in_array: bool) -> Iterator[Item]:
         split = None
         if reason.startswith("malformed") or s.broken or cut_short == "eof":  # not for a valid but refused value
             own, guessed, nxt = _FIRST_KEY.match(data), _KEY_GUESS.match(data), _NEXT_KEY.search(data, max(at, 1))
-            keys = [own and own.group(1), key, guessed and b'"%s"' % guessed.group(1)]
+            keys = [own and own.group(1), _key_of(last_good), guessed and b'"%s"' % guessed.group(1)]
             if s.broken or cut_short == "eof":  # in balanced text the next "{key" is more likely a nested object
                 keys.append(nxt and nxt.group(1))
             split = next(filter(None, (_next_element(data, at, k, in_array) for k in keys if k)), None)
