@@ -20,9 +20,11 @@ it in the rejects file: nothing read is ever dropped silently. Damage costs only
   of more than 4300 digits, nesting deeper than :data:`MAX_DEPTH` levels and strings holding a lone surrogate
   (``"\\ud800"``, which no UTF-8 file can hold) are rejected with a reason.
 - A damaged gzip stream (truncated or corrupted) keeps every record before the damage and adds one reject
-  naming the line where the stream broke.
+  naming the line where the stream broke. Corruption that inflates without error is only caught by the
+  checksum at the end of the stream: that reject then says records read from the file may be corrupt.
 - A named pipe, device or socket is refused with a :class:`SftkitError` (folders skip them).
-- A ``{"data": [...]}`` wrapper is decoded as one value, so it must fit the size limit.
+- A ``{"data": [...]}`` wrapper is decoded as one value, so it must fit the size limit (its records have no
+  line numbers). CSV cells may be as large as a record: :func:`csv.field_size_limit` is raised to the limit.
 """
 
 from __future__ import annotations
