@@ -13,7 +13,7 @@ import zlib
 
 import pytest
 
-from sftkit.data import readers
+from sftkit.data import jsondecode, jsonscan, readers, streams
 from sftkit.data.readers import iter_file
 from sftkit.errors import SftkitError
 
@@ -159,7 +159,7 @@ def test_moderate_nesting_is_kept():
     nested: dict = {"text": "x"}
     for _ in range(readers.MAX_DEPTH - 1):
         nested = {"a": nested}
-    assert not readers._too_deep(nested) and readers._too_deep({"b": nested})
+    assert not jsondecode._too_deep(nested) and jsondecode._too_deep({"b": nested})
 
 
 def test_huge_integer_nan_infinity_are_rejected(tmp_path):
@@ -336,10 +336,10 @@ def test_whitespace_runs_are_skipped_in_bounded_memory(tmp_path):
 
 def test_large_json_element_is_decoded_once(tmp_path, monkeypatch):
     """Linear time: a large element is located by the scanner, then decoded once (not retried per chunk)."""
-    monkeypatch.setattr(readers, "_CHUNK", 1 << 16)
+    monkeypatch.setattr(streams, "_CHUNK", 1 << 16)
     decoded = []
-    real = readers._parse_bytes
-    monkeypatch.setattr(readers, "_parse_bytes", lambda data: decoded.append(len(data)) or real(data))
+    real = jsonscan._parse_bytes
+    monkeypatch.setattr(jsonscan, "_parse_bytes", lambda data: decoded.append(len(data)) or real(data))
     rows = [{"text": "small"}, {"text": "z" * (8 << 20), "list": list(range(1000))}, {"text": "small"}]
     p = tmp_path / "big.json"
     p.write_text(json.dumps(rows))
@@ -395,7 +395,7 @@ def test_cr_only_line_endings(tmp_path):
 
 
 def test_cr_lf_split_across_chunks_counts_one_line(tmp_path, monkeypatch):
-    monkeypatch.setattr(readers, "_CHUNK", 14)  # the first line is 14 bytes + CR; its LF starts the next chunk
+    monkeypatch.setattr(streams, "_CHUNK", 14)  # the first line is 14 bytes + CR; its LF starts the next chunk
     p = tmp_path / "crlf.jsonl"
     p.write_bytes(b'{"text": "ab"}\r\n{"text": "c"}\r\n')
     assert [(it.line, it.raw) for it in iter_file(p)] == [(1, {"text": "ab"}), (2, {"text": "c"})]

@@ -12,7 +12,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sftkit.data import readers
+from sftkit.data import streams
 from sftkit.data.readers import iter_file
 from sftkit.errors import SftkitError
 
@@ -66,11 +66,11 @@ def _nonblank_lines(data: bytes) -> list[bytes]:
 @SETTINGS
 @given(any_bytes, st.sampled_from([".jsonl", ".txt", ".jsonl.gz", ".txt.gz"]), st.sampled_from([3, 16, 1 << 20]))
 def test_line_files_account_for_every_line(data, suffix, chunk):
-    default, readers._CHUNK = readers._CHUNK, chunk  # lines and CRLFs cut by chunk boundaries
+    default, streams._CHUNK = streams._CHUNK, chunk  # lines and CRLFs cut by chunk boundaries
     try:
         items = _read(_write(data, suffix))
     finally:
-        readers._CHUNK = default
+        streams._CHUNK = default
     lines = _nonblank_lines(data)
     assert items is not None and len(items) == len(lines)
     for it, line in zip(items, lines, strict=True):

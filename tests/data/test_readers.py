@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from sftkit.data import readers
+from sftkit.data import readers, streams
 from sftkit.data.readers import iter_file
 from sftkit.errors import SftkitError
 from tests.conftest import LF
@@ -20,7 +20,7 @@ def ok(items):
 
 def test_json_array_matches_json_load_with_tiny_chunks(monkeypatch):
     """Chunk boundaries inside strings, numbers and multi-byte characters must not change the result."""
-    monkeypatch.setattr(readers, "_CHUNK", 7)
+    monkeypatch.setattr(streams, "_CHUNK", 7)
     path = LF / "alpaca_zh_demo.json"
     expected = json.loads(path.read_text(encoding="utf-8"))
     items = list(iter_file(path))
@@ -30,7 +30,7 @@ def test_json_array_matches_json_load_with_tiny_chunks(monkeypatch):
 
 
 def test_json_array_of_numbers_across_chunks(tmp_path, monkeypatch):
-    monkeypatch.setattr(readers, "_CHUNK", 3)
+    monkeypatch.setattr(streams, "_CHUNK", 3)
     p = tmp_path / "a.json"
     p.write_text('[{"a": 123456789}, 98765, {"b": 1.5e10}]')
     items = list(iter_file(p))
@@ -115,7 +115,7 @@ def test_jsonl_saved_as_json_loses_only_the_bad_line(tmp_path):
 
 
 def test_broken_element_in_pretty_array_costs_only_that_element(tmp_path, monkeypatch):
-    monkeypatch.setattr(readers, "_CHUNK", 16)
+    monkeypatch.setattr(streams, "_CHUNK", 16)
     rows = [{"conversations": [{"from": "human", "value": f"q{i}"}, {"from": "gpt", "value": f"a{i}"}]} for i in range(5)]
     text = json.dumps(rows, indent=2, ensure_ascii=False)
     broken = text.replace('"value": "q2"', '"value": "q2" "oops"')  # a syntax error inside element 2
