@@ -103,6 +103,10 @@ def cmd_convert(args) -> int:
     text = check_text(report) + f"\nwrote {d['records_out']} records to {args.output}"
     if report.rejects_path:
         text += f"; {d['rejected']} rejects to {report.rejects_path}"
+    if report.media_outside:
+        text += (f"\nnote: {report.media_outside} media path(s) lie outside {Path(args.output).parent} and were written "
+                 f"absolute; read the output with --data-root {report.media_root} (or write it inside the dataset "
+                 "folder to keep it movable)")
     _print({**d, "output": args.output, "rejects_path": report.rejects_path}, args.json, text)
     return 0
 

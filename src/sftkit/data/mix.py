@@ -19,7 +19,7 @@ Each source is read by the one loader (:mod:`sftkit.data.source`), and ``weight`
 config: a source contributes ``weight x its record count``; with ``size``, every contribution is scaled by the
 same factor so they sum to ``size``. A pool that runs out is sampled with replacement, and the report says so.
 Records keep their ``origin`` (file, line) and get ``meta.mix_source`` / ``meta.mix_category``; media paths
-are written relative to the sources' common folder (``media_root`` in the result), as ``sftkit data convert`` does.
+are written as ``sftkit data convert`` writes them (relative to the output's folder when under it).
 """
 
 from __future__ import annotations
@@ -126,7 +126,6 @@ def mix(spec_path: str | Path, out: str | Path, size: int | None = None, seed: i
     report = Report()
     pools: dict[str, list[tuple]] = {}
     weights: dict[str, float] = {}
-    roots: list[str] = []
     for i, s in enumerate(spec["sources"]):
         name = s.get("name") or Path(s.get("path") or s.get("dataset") or f"source{i}").stem
         if name in pools:
@@ -145,19 +144,17 @@ def mix(spec_path: str | Path, out: str | Path, size: int | None = None, seed: i
             put_meta(r["meta"], "mix_category", cat, None)
             tagged.append((name, cat, r))
         pools[name], weights[name] = tagged, s.get("weight", 1)
-        roots.extend(os.path.dirname(os.path.realpath(src.path)) for d in _data_sources(s, i, spec_path)
-                     for src in d.sources(ConvertOptions()))
     size = size or spec.get("size")
     if spec.get("categories"):
         chosen, targets, resampled = _by_category(pools, spec["categories"], size, rng)
     else:
         chosen, targets, resampled = weighted(pools, weights, rng, size)
-    media_root = os.path.commonpath(roots) if roots else str(out.parent.resolve())
+    out_root, outside = os.path.realpath(out.parent), []
     tmp = out.with_name(out.name + ".tmp")
     try:
         with open(tmp, "w", encoding="utf-8") as fh:
             for _, _, r in chosen:
-                fh.write(json.dumps(relative_media(r, media_root), ensure_ascii=False, allow_nan=False) + "\n")
+                fh.write(json.dumps(relative_media(r, out_root, outside), ensure_ascii=False, allow_nan=False) + "\n")
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)
@@ -172,7 +169,9 @@ def mix(spec_path: str | Path, out: str | Path, size: int | None = None, seed: i
         "conversion": {"read": report.total("read"), "converted": report.total("converted"),
                        "rejected": report.total("rejected")},
         "rejects_path": str(rejects_path) if rejects_path.exists() else None,
-        "media_root": media_root,  # media paths in the output are relative to it (re-read with --data-root)
+        # media under the output's folder are written relative to it; others absolute (re-read with --data-root)
+        "media_outside": len(outside),
+        "media_root": os.path.commonpath([os.path.dirname(p) for p in outside]) if outside else None,
     }
 
 

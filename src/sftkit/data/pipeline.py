@@ -98,6 +98,8 @@ class Report:
 
     files: list[FileReport] = field(default_factory=list)
     rejects_path: str | None = None  # where convert wrote the rejects (None when there were none)
+    media_outside: int = 0  # media paths convert wrote absolute: they lie outside the output's folder
+    media_root: str | None = None  # then: the --data-root a re-read of the output needs
 
     def total(self, key: str) -> int:
         return sum(getattr(f, key) for f in self.files)
@@ -119,6 +121,7 @@ class Report:
             "duplicates": self.total("duplicates"), "records_out": self.total("records_out"),
             "valid": valid, "invalid": read - valid, "validation_rate": valid / read if read else 1.0,
             "warnings": dict(self.warnings), "balanced": self.balanced,
+            **({"media_outside": self.media_outside, "media_root": self.media_root} if self.media_outside else {}),
         }
 
 
@@ -171,8 +174,6 @@ def _record_format(item: Item, opts: ConvertOptions):
 def _convert_validate(fmt, raw: dict, ctx: Ctx, base: str, opts: ConvertOptions, item: Item) -> list[dict]:
     out = fmt.convert(raw, ctx)
     records = out if isinstance(out, list) else [out]
-    if fmt.name == "canonical" and opts.data_root:
-        base = opts.data_root  # a canonical file stores media paths relative to its data root
     lineage = raw["origin"] if valid_origin(raw.get("origin")) else origin(item.source, item.line, item.index)
     for rec in records:
         validate(rec, ctx, base, opts.data_root, prompts=opts.prompts)
@@ -312,8 +313,10 @@ def check_files(sources: list[Source], opts: ConvertOptions) -> Report:
 def convert_files(sources: list[Source], out: str | Path, rejects: str | Path | None, opts: ConvertOptions) -> Report:
     """Write canonical JSONL to ``out`` and rejects (``{source, line, index, field, reason, raw}``) beside it.
 
-    Media paths are written relative to the data root (``opts.data_root``, by default the common folder of
-    the sources' files); the files appear only when the run completes (no ``*.tmp`` is left behind)."""
+    Media paths under the output's folder are written relative to it, so the folder can move as a whole and a
+    re-read finds them (a canonical file's relative paths resolve against its own folder); media elsewhere are
+    written absolute and counted (``report.media_outside``; re-read them with ``--data-root`` =
+    ``report.media_root``). The files appear only when the run completes (no ``*.tmp`` is left behind)."""
     out = Path(out)
     rejects = Path(rejects) if rejects else out.with_name(out.stem + ".rejects.jsonl")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -321,13 +324,13 @@ def convert_files(sources: list[Source], out: str | Path, rejects: str | Path | 
     report = Report()
     tmp_out, tmp_rej = out.with_name(out.name + ".tmp"), rejects.with_name(rejects.name + ".tmp")
     encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
-    root = write_root(sources, opts)
+    root, outside = os.path.realpath(out.parent), []
     try:
         with open(tmp_out, "w", encoding="utf-8") as fo, open(tmp_rej, "w", encoding="utf-8") as fr:
             for _, records, rej in iter_converted(sources, opts, report):
                 if rej is None:
                     for rec in records:
-                        fo.write(encode(relative_media(rec, root)) + "\n")
+                        fo.write(encode(relative_media(rec, root, outside)) + "\n")
                 else:
                     fr.write(reject_line(rej) + "\n")
         os.replace(tmp_out, out)
@@ -339,25 +342,29 @@ def convert_files(sources: list[Source], out: str | Path, rejects: str | Path | 
         for tmp in (tmp_out, tmp_rej):
             tmp.unlink(missing_ok=True)
     report.rejects_path = str(rejects) if report.total("rejected") else None
+    report.media_outside = len(outside)
+    if outside:  # where a re-read must be allowed to look
+        report.media_root = os.path.commonpath([os.path.dirname(p) for p in outside])
     return report
 
 
-def write_root(sources: list[Source], opts: ConvertOptions) -> str:
-    """The folder written media paths are relative to: the data root, or the sources' common folder."""
-    if opts.data_root:
-        return os.path.realpath(opts.data_root)
-    folders = [os.path.realpath(Path(s.path).parent) for s in sources]
-    return os.path.commonpath(folders) if folders else os.path.realpath(".")
-
-
-def relative_media(rec: dict, root: str) -> dict:
-    """A copy of ``rec`` whose absolute media paths are relative to ``root`` (data: URIs stay as they are)."""
+def relative_media(rec: dict, root: str, outside: list | None = None) -> dict:
+    """A copy of ``rec`` whose absolute media paths under ``root`` are relative to it; paths outside it stay
+    absolute (appended to ``outside``); ``data:`` URIs stay as they are."""
     kinds = [k for k in MEDIA_KINDS if rec.get(k)]
     if not kinds:
         return rec
     out = dict(rec)
+    prefix = root.rstrip(os.sep) + os.sep
     for k in kinds:
-        out[k] = [os.path.relpath(p, root) if os.path.isabs(p) else p for p in rec[k]]
+        paths = []
+        for p in rec[k]:
+            if os.path.isabs(p) and p.startswith(prefix):
+                p = os.path.relpath(p, root)
+            elif os.path.isabs(p) and outside is not None:
+                outside.append(p)
+            paths.append(p)
+        out[k] = paths
     return out
 
 

@@ -37,8 +37,10 @@ def validate(rec: dict, ctx: Ctx, base_dir: str, root: str | None = None, *, pro
 
     ``prompts=True`` validates generation input: a conversation may end with its user turn (kept)."""
     msgs = rec.get("messages")
-    if msgs is None:
-        return rec  # text records have no turns to check
+    if msgs is None:  # text records have no turns; media and placeholders are checked like a conversation's
+        if any(rec.get(kind) for kind in MEDIA_KINDS) or any(t in rec["text"] for t in MEDIA_KINDS.values()):
+            _text_media(rec, base_dir, root, ctx)
+        return rec
     for i, m in enumerate(msgs):
         role = m["role"]
         if role == "system":
@@ -110,6 +112,22 @@ def resolve_media(rec: dict, base_dir: str, root: str | None, ctx: Ctx) -> None:
             root_real = root_real or os.path.realpath(root or base_dir)
             rec[kind] = [_entry(p, f"{kind}[{i}]", base_dir, root_real) for i, p in enumerate(entries)]
         _placeholders(rec, kind, token, len(entries), users, ctx)
+
+
+def _text_media(rec: dict, base_dir: str, root: str | None, ctx: Ctx) -> None:
+    """Media of a text record: entries checked as for conversations, placeholders counted in the text."""
+    root_real = os.path.realpath(root or base_dir)
+    for kind, token in MEDIA_KINDS.items():
+        entries = rec.get(kind) or []
+        if entries:
+            rec[kind] = [_entry(p, f"{kind}[{i}]", base_dir, root_real) for i, p in enumerate(entries)]
+        have = rec["text"].count(token)
+        if have > len(entries):
+            raise RecordError("text", f"{have} {token} placeholder(s) but {len(entries)} {kind}; they would be "
+                              "trained as literal text (remove them or add the files)")
+        if have < len(entries):
+            rec["text"] = token * (len(entries) - have) + rec["text"]
+            ctx.warn("placeholder_added", kind, f"added {len(entries) - have} {token} placeholder(s) to the text")
 
 
 def _entry(p: str, field: str, base_dir: str, root_real: str) -> str:

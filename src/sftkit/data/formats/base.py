@@ -104,15 +104,25 @@ def shown(value: Any, limit: int = 60) -> str:
     return out if len(out) <= limit else out[: limit - 3] + "..."
 
 
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def loads(value: str, field_: str, what: str):
-    """Parse JSON held in a string field; anything it cannot parse is a RecordError naming the field."""
+    """Parse JSON held in a string field as strict JSON (no NaN / Infinity; text that decodes to a lone
+    surrogate is refused); anything it cannot parse is a RecordError naming the field."""
     try:
-        return json.loads(value)
+        out = json.loads(value, parse_constant=_no_constant)
+        if "\\u" in value:  # an escape may decode to a lone surrogate, which no later step can write
+            json.dumps(out, ensure_ascii=False).encode("utf-8")
+        return out
     except json.JSONDecodeError as e:
         raise RecordError(field_, f"{what} is not valid JSON ({e.msg})") from None
     except RecursionError:
         raise RecordError(field_, f"{what} is nested too deeply") from None
-    except ValueError as e:  # e.g. an integer of more digits than Python converts
+    except UnicodeEncodeError:
+        raise RecordError(field_, f"{what} holds a lone surrogate (an unpaired \\ud800-\\udfff escape)") from None
+    except ValueError as e:  # an integer of more digits than Python converts, NaN / Infinity
         raise RecordError(field_, f"{what} cannot be read ({e})") from None
 
 

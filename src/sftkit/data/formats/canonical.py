@@ -3,8 +3,8 @@
 Recognised by a ``meta`` object plus either a valid ``origin`` or ``messages`` (role / content objects)
 beside ``images`` or ``tools``, shapes plain OpenAI or LLaMA-Factory files do not have. Turns, tools,
 media, preference and KTO fields go through the same code as every other format, which maps canonical
-input onto itself. Relative media paths resolve against the data root (``--data-root``, by default the
-canonical file's folder), the root ``sftkit data convert`` wrote them relative to.
+input onto itself. Relative media paths resolve against the canonical file's own folder (``sftkit data
+convert`` writes them relative to it); absolute ones must lie under the data root (``--data-root``).
 """
 
 from __future__ import annotations

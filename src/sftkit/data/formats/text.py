@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sftkit.data.formats.base import Ctx, extras, get_list, get_text, json_type, put_meta, register, text
+from sftkit.data.formats.sharegpt import media
 from sftkit.errors import RecordError
 from sftkit.schema import text_record
 
@@ -14,7 +15,9 @@ def convert_text(raw: dict, ctx: Ctx) -> dict:
     body = get_text(raw, key, ctx)
     if not body.strip():
         raise RecordError(key, "blank text")
-    return text_record(body, extras(raw, {key}, ctx=ctx))
+    used = {key}
+    found = media(raw, ctx, used)  # image-text pre-training records keep their media (validated like any other)
+    return {**text_record(body, extras(raw, used, ctx=ctx)), **found}
 
 
 @register("document", detect=lambda r: "chunks" in r, priority=10)

@@ -44,6 +44,12 @@ def parse_tool_calls(value: Any, field: str) -> list[dict]:
         args = fn.get("arguments", fn.get("parameters", {}))
         if not isinstance(args, str):
             args = dumps(args, field, "function call arguments")
+        elif args.lstrip().startswith(("{", "[")):  # templates decode it: it must decode to writable JSON
+            try:
+                loads(args, f"{field}.arguments", "function call arguments")
+            except RecordError as e:
+                if "not valid JSON" not in e.reason:
+                    raise  # free-text arguments stay text; JSON that decodes to something unwritable does not
         call = {"id": c["id"]} if isinstance(c.get("id"), str) else {}
         out.append({**call, "type": "function", "function": {"name": fn["name"], "arguments": args}})
     return out
