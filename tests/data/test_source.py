@@ -173,4 +173,31 @@ def test_media_records_are_refused_in_a_text_only_run(tmp_path, tokenizer):
     rows, _, _ = prepare(cfg, tokenizer, tmp_path)
     report = json.loads((tmp_path / "data_report.json").read_text())
     assert len(rows) == 2 and report["render"]["dropped"] == {"media_in_text_only_run": 1}
+    drop = json.loads((tmp_path / "rejects.jsonl").read_text())  # traceable to its file and line
+    assert (drop["source"], drop["line"], drop["stage"]) == (str(a), 3, "render")
+    assert drop["reason"] == "dropped while rendering: media_in_text_only_run"
     assert not any("<image>" in tokenizer.decode(r["input_ids"]) for r in rows)
+
+
+def test_weight_rounding_keeps_fractions_and_bad_weights_are_one_line_errors(tmp_path):
+    assert weighted_counts({"one": 1}, {"one": 0.5}) == {"one": 1}  # rounded half up, not to an empty source
+    assert weighted_counts({"a": 3, "b": 3}, {"a": 0.5, "b": 0.5}) == {"a": 2, "b": 1}  # 3 in all, not 2 + 2
+    for bad in (".inf", "1e308", "-1", ".nan"):
+        with pytest.raises(SftkitError, match="weight"):
+            load_config(raw={"data": {"datasets": [{"path": "x.jsonl", "weight": float(bad.replace(".inf", "inf")
+                                                                                          .replace(".nan", "nan"))}]}})
+
+
+def test_mix_categories_apply_source_weights_inside_a_category(tmp_path):
+    from sftkit.data.mix import mix
+
+    write_jsonl(tmp_path / "A.jsonl", _alpaca(10, "A"))
+    write_jsonl(tmp_path / "B.jsonl", _alpaca(20, "B"))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("seed: 1\nsize: 30\ncategories: {x: 1.0}\nsources:\n  - {path: A.jsonl, weight: 2, category: x}\n"
+                    "  - {path: B.jsonl, weight: 0, category: x}\n")
+    r = mix(spec, tmp_path / "out.jsonl")
+    assert r["by_source"] == {"A": {"count": 30, "share": 1.0}}
+    spec.write_text("seed: 1\nsources:\n  - {path: A.jsonl, weight: .inf}\n")
+    with pytest.raises(SftkitError, match="weight must be a number from 0 to 1e6"):
+        mix(spec, tmp_path / "out.jsonl")

@@ -36,7 +36,7 @@ from pydantic import ValidationError
 
 from sftkit.data.formats.base import put_meta
 from sftkit.data.pipeline import ConvertOptions, Report, relative_media
-from sftkit.data.source import DataSource, apportion, draw, load, weighted
+from sftkit.data.source import DataSource, apportion, load, weighted
 from sftkit.errors import SftkitError
 from sftkit.schema import record_kind
 
@@ -79,8 +79,8 @@ def load_spec(path: str | Path) -> dict:
         if not isinstance(s, dict) or not ({"path", "paths", "dataset"} & set(s)):
             raise SftkitError(f"{path}: sources[{i}] needs 'path' (or 'paths', or 'registry' + 'dataset')")
         w = s.get("weight", 1)
-        if not isinstance(w, int | float) or isinstance(w, bool) or w < 0:
-            raise SftkitError(f"{path}: sources[{i}].weight must be a number >= 0, got {w!r}")
+        if not isinstance(w, int | float) or isinstance(w, bool) or not 0 <= w <= 1e6:
+            raise SftkitError(f"{path}: sources[{i}].weight must be a number from 0 to 1e6, got {w!r}")
         _data_sources(s, i, path)  # every other key is checked as a data source
     size = spec.get("size")
     if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
@@ -146,7 +146,7 @@ def mix(spec_path: str | Path, out: str | Path, size: int | None = None, seed: i
         pools[name], weights[name] = tagged, s.get("weight", 1)
     size = size or spec.get("size")
     if spec.get("categories"):
-        chosen, targets, resampled = _by_category(pools, spec["categories"], size, rng)
+        chosen, targets, resampled = _by_category(pools, weights, spec["categories"], size, rng)
     else:
         chosen, targets, resampled = weighted(pools, weights, rng, size)
     out_root, outside = os.path.realpath(out.parent), []
@@ -175,25 +175,34 @@ def mix(spec_path: str | Path, out: str | Path, size: int | None = None, seed: i
     }
 
 
-def _by_category(pools: dict[str, list[tuple]], categories: dict, size: int | None, rng: random.Random):
-    """Draw ``size`` records split by category shares: (records, count per category, what was resampled)."""
+def _by_category(pools: dict[str, list[tuple]], weights: dict[str, float], categories: dict, size: int | None,
+                 rng: random.Random):
+    """Draw ``size`` records split by category shares; inside a category the sources' weights apply as
+    everywhere (a multiplier on each source's count, rescaled to the category's share).
+    Returns (records, count per category, what was resampled)."""
     shares = {str(k): float(v) for k, v in categories.items()}
-    groups: dict[str, list[tuple]] = {k: [] for k in shares}
+    groups: dict[str, dict[str, list[tuple]]] = {k: {} for k in shares}
     for name, recs in pools.items():
         for t in recs:
             cat = t[1]
             if cat not in groups:
                 raise SftkitError(f"source {name!r} has records of category {cat!r}, which has no share in "
                                   f"'categories' ({', '.join(shares)}); add it or set the source's category")
-            groups[cat].append(t)
+            groups[cat].setdefault(name, []).append(t)
     targets = apportion(size or sum(len(p) for p in pools.values()), shares)
     chosen, resampled = [], {}
     for key, n in targets.items():
-        if n and not groups[key]:
-            raise SftkitError(f"{key!r} should supply {n} records but has none after conversion")
-        got, extra = draw(groups[key], n, rng)
-        if extra:
-            resampled[key] = {"available": len(groups[key]), "needed": n, "drawn_with_replacement": extra}
+        by_source = {name: recs for name, recs in groups[key].items() if weights[name] > 0}
+        if n and not by_source:
+            raise SftkitError(f"{key!r} should supply {n} records but has none after conversion (or only "
+                              "sources of weight 0)")
+        if not n:
+            continue
+        got, _, extra = weighted(by_source, {k: weights[k] for k in by_source}, rng, n)
+        drawn = sum(e["drawn_with_replacement"] for e in extra.values())
+        if drawn:
+            resampled[key] = {"available": sum(len(v) for v in by_source.values()), "needed": n,
+                              "drawn_with_replacement": drawn}
         chosen.extend(got)
     rng.shuffle(chosen)
     return chosen, targets, resampled

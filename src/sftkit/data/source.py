@@ -53,7 +53,7 @@ class DataSource(BaseModel):
                                                       "alternate-roles: bare-string turns alternate user/assistant")
     data_root: str | None = Field(None, description="media files may lie anywhere under this folder "
                                   "(default: the data file's folder)")
-    weight: float = Field(1.0, ge=0, description="sampling multiplier on this source's record count: 1 = every "
+    weight: float = Field(1.0, ge=0, allow_inf_nan=False, le=1e6, description="sampling multiplier on this source's record count: 1 = every "
                           "record once, 0.5 = a random half, 2 = every record twice")
     replace: dict[str, str] = Field({}, description="text substitutions in every string, e.g. "
                                     "{'{{name}}': 'Aurora'} for identity data")
@@ -227,10 +227,15 @@ def draw(pool: list, n: int, rng: random.Random) -> tuple[list, int]:
 
 
 def weighted_counts(sizes: dict[str, int], weights: dict[str, float], size: int | None = None) -> dict[str, int]:
-    """How many records each source contributes: ``weight x its count``, rescaled to ``size`` when given."""
+    """How many records each source contributes: ``weight x its count``, rescaled to ``size`` when given.
+
+    Without ``size`` the total is ``weight x count`` summed and rounded half up, split with largest remainders,
+    so fractional parts are not lost one source at a time (one record at weight 0.5 still gives one)."""
     wanted = {k: sizes[k] * weights[k] for k in sizes}
     if size is None:
-        return {k: round(v) for k, v in wanted.items()}
+        size = int(sum(wanted.values()) + 0.5)
+        if size == 0:
+            return dict.fromkeys(wanted, 0)
     return apportion(size, wanted)
 
 

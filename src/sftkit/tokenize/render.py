@@ -98,6 +98,7 @@ class Renderer:
         self.eos = tokenizer.eos_token or ""
         self.backend = tokenizer.backend_tokenizer  # the Rust tokenizer: batch encoding with char offsets
         self.stats = RenderStats()
+        self.drops: list[dict] = []  # {origin, reason} of every record dropped while rendering
 
     # -- text ----------------------------------------------------------------------------------
     def render_text(self, rec: dict) -> tuple[str, list[tuple[int, int]]]:
@@ -192,23 +193,28 @@ class Renderer:
             if pending is not None:
                 yield from map(self._row, pending[0].result(), *pending[1:])
 
+    def _drop(self, rec: dict, reason: str) -> None:
+        """Count a dropped record and keep where it came from (``self.drops``), so no drop is untraceable."""
+        self.stats.dropped[reason] += 1
+        self.drops.append({"origin": rec.get("origin"), "reason": reason})
+
     def _texts(self, records: list[dict]) -> tuple[list[str], list[list[tuple[int, int]] | None]]:
         texts, spans = [], []
         for rec in records:
             if rec.get("label") is False:  # a KTO "undesirable" reply must not be imitated by SFT
-                self.stats.dropped["kto_undesirable"] += 1
+                self._drop(rec, "kto_undesirable")
                 texts.append("")
                 spans.append(None)
                 continue
             if not self.options.allow_media and any(rec.get(k) for k in MEDIA_KINDS):
-                self.stats.dropped["media_in_text_only_run"] += 1  # never train "<image>" as literal text
+                self._drop(rec, "media_in_text_only_run")  # never train "<image>" as literal text
                 texts.append("")
                 spans.append(None)
                 continue
             try:
                 text, sp = self.render_text(rec)
             except TemplateError as e:  # the tokenizer's own template refused this record
-                self.stats.dropped[f"template_error: {e}"[:120]] += 1
+                self._drop(rec, f"template_error: {e}"[:120])
                 text, sp = "", None
             texts.append(text)
             spans.append(sp)
@@ -230,12 +236,12 @@ class Renderer:
                 learned = learned or t0 < limit
         if n > opts.max_length:
             if opts.overflow == "drop":
-                self.stats.dropped["too_long"] += 1
+                self._drop(rec, "too_long")
                 return None
             ids, labels = ids[:limit], labels[:limit]
             self.stats.truncated += 1
         if not learned:
-            self.stats.dropped["nothing_to_learn"] += 1
+            self._drop(rec, "nothing_to_learn")
             return None
         self.stats.rendered += 1
         row = {"input_ids": ids, "labels": labels}

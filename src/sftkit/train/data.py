@@ -33,6 +33,8 @@ def load_records(cfg: SFTConfig, run_dir: Path | None = None) -> tuple[list[dict
     rng = random.Random(cfg.data.seed)
     report = Report()
     rejects = run_dir / "rejects.jsonl" if run_dir is not None else None
+    if rejects is not None:
+        rejects.unlink(missing_ok=True)  # an earlier run's rejects would mislead
     pools = load(cfg.data.datasets, seed=cfg.data.seed, report=report, rejects=rejects)
     names = _unique([p.source.label for p in pools])
     train_pools, weights, evals, per_source = {}, {}, [], {}
@@ -97,6 +99,14 @@ def prepare(cfg: SFTConfig, tokenizer, run_dir: Path, write: bool = True) -> tup
         eval_rows = packed_rows(eval_rows, cfg.data.max_length) if eval_rows else []
         report["packed_rows"] = len(train_rows)
     path = run_dir / "data_report.json"
+    if write and renderer.drops:  # records dropped while rendering join the converter's rejects, traceable
+        with open(run_dir / "rejects.jsonl", "a", encoding="utf-8") as fh:
+            for d in renderer.drops:
+                o = d["origin"] or {}
+                fh.write(json.dumps({"source": o.get("file"), "line": o.get("line"), "index": o.get("index"),
+                                     "field": "", "reason": f"dropped while rendering: {d['reason']}",
+                                     "stage": "render"}, ensure_ascii=False) + "\n")
+        report["rejects_path"] = str(run_dir / "rejects.jsonl")
     if write:
         atomic_write_text(path, json.dumps(report, indent=2, ensure_ascii=False, default=str))
         atomic_write_text(run_dir / "lineage.jsonl", "".join(
