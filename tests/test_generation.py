@@ -57,7 +57,8 @@ def test_tool_call_text_round_trips_to_openai_calls(content):
 
 @pytest.mark.parametrize("bad", ['<tool_call>{"name": "f", "arguments": {}</tool_call>',  # broken JSON
                                  '<tool_call>{"arguments": {}}</tool_call>',  # no name
-                                 '<tool_call>["f"]</tool_call>', "<tool_call>{}", '<tool_call>{"name": 3}</tool_call>'])
+                                 '<tool_call>["f"]</tool_call>', "<tool_call>{}", '<tool_call>{"name": 3}</tool_call>',
+                                 '<tool_call>{"name": "f", "arguments": [1, 2]}</tool_call>'])  # not an object
 def test_malformed_tool_call_text_stays_content(bad):
     good = format_tool_call({"function": {"name": "f", "arguments": {"x": 1}}})
     content, calls = parse_tool_calls("a" + bad + good + "b")
@@ -239,3 +240,27 @@ def test_a_tokenizer_saved_with_padding_switched_on_loads_clean(tmp_path):
     assert loaded.padding_side == "right" and loaded.backend_tokenizer.padding is None
     assert [e.ids for e in loaded.backend_tokenizer.encode_batch(["a b c", "a much longer text"],
                                                                  add_special_tokens=False)][0] == clean
+
+
+def test_content_before_a_qwen_tool_call_re_renders_the_generated_text():
+    """Qwen writes ``content\n<tool_call>\n...``: the parsed content drops the separator the template adds back."""
+    from sftkit.generation import Completion, _fit_content
+    from sftkit.tokenize.templates import get_template
+
+    class _Tok:
+        eos_token = "<|im_end|>"
+        chat_template = None
+        backend_tokenizer = None
+
+    renderer = Renderer(_Tok(), get_template("qwen"))
+    call = {"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+    full = renderer.render_text({"messages": [*ASK, {"role": "assistant", "content": "Let me check.",
+                                                     "tool_calls": [call]}], "tools": TOOLS})[0]
+    head = renderer.prompt_text(ASK, TOOLS)
+    text = full[len(head):].split("<|im_end|>")[0]
+    content, calls = parse_tool_calls(text)
+    c = Completion(text, content, calls, "tool_calls", 0, 0)
+    _fit_content(renderer, ASK, TOOLS, c)
+    assert c.content == "Let me check."
+    again = renderer.render_text({"messages": [*ASK, c.message()], "tools": TOOLS})[0]
+    assert again.startswith(head + text)

@@ -111,6 +111,8 @@ def _tool_call(body: str) -> dict | None:
     if not isinstance(obj, dict) or not isinstance(obj.get("name"), str) or not obj["name"]:
         return None
     args = obj.get("arguments", {})
+    if not isinstance(args, str | dict):
+        return None  # OpenAI arguments are a JSON object (or its text)
     args = args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)
     return {"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
             "function": {"name": obj["name"], "arguments": args}}
@@ -135,7 +137,26 @@ def generate(model, tokenizer, renderer, conversations: list[list[dict]], tools:
             width = inputs["input_ids"].shape[1]
             out += [_completion(tokenizer, ids[k, width:].tolist(), len(p), opts.stop, eos)
                     for k, p in enumerate(batch)]
+    for j, c in enumerate(out):
+        i = j // opts.n
+        _fit_content(renderer, conversations[i], tools[i] if tools else None, c)
     return out
+
+
+def _fit_content(renderer, conversation: list[dict], tools, c: Completion) -> None:
+    """Trim the separator a template writes itself between content and tool calls (Qwen's ``\n<tool_call>``)
+    from ``c.content``, so that appending ``c.message()`` to the history re-renders the text the model wrote."""
+    if not c.tool_calls or not c.content or c.content == c.content.rstrip():
+        return
+    try:
+        head = renderer.prompt_text(conversation, tools)
+        for cand in (c.content, c.content.rstrip("\n"), c.content.rstrip()):
+            msg = {"role": "assistant", "content": cand, "tool_calls": c.tool_calls}
+            if renderer.render_text({"messages": [*conversation, msg], "tools": tools})[0].startswith(head + c.text):
+                c.content = cand
+                return
+    except Exception:  # noqa: BLE001  (a template that refuses the message: keep the parsed content as it is)
+        return
 
 
 def stream(model, tokenizer, renderer, conversation: list[dict], tools: list | None = None,
@@ -187,6 +208,7 @@ class TextStream:
         if "error" in result:
             raise result["error"]
         self.completion = _completion(tokenizer, result["ids"][0, len(prompt):].tolist(), len(prompt), opts.stop, eos)
+        _fit_content(renderer, conversation, tools, self.completion)
         final = self.completion.text
         if final.startswith(text[:sent]) and len(final) > sent:
             yield final[sent:]  # text held back in case it began a stop string that never came

@@ -16,9 +16,10 @@ no number at all rather than 1.2 or 123.
 
 Comparison:
 - ``answers_match``: when the reference answer is a number (currency before it or a unit after it
-  allowed: ``$40``, ``40 km/h``), the first number of the predicted answer must equal it within a
-  relative tolerance of 1e-6 (absolute below 1): ``40`` = ``40.0`` = ``$40`` = ``40 km/h``,
-  ``0.75`` = ``3/4``, ``1,000`` = ``1000``. Otherwise both compare as normalised text.
+  allowed: ``$40``, ``40 km/h``), the first number of the predicted answer must equal it: exactly when
+  the reference is a whole number (``1000001`` is not ``1000000``), else within a relative tolerance of
+  1e-6 (absolute below 1): ``40`` = ``40.0`` = ``$40`` = ``40 km/h``, ``0.75`` = ``3/4``,
+  ``1,000`` = ``1000``. Otherwise both compare as normalised text.
 - ``exact_match``: the whole reply equals the reference as normalised text, no numeric tolerance.
 - Normalised text: NFKC, case-folded, whitespace and punctuation removed, except the punctuation that
   makes a number (a leading minus, a decimal point or fraction slash between digits), so ``Paris.`` =
@@ -141,7 +142,11 @@ def answers_match(predicted: str | None, reference: str | None) -> bool:
         return False
     if is_numeric(reference):
         ref, pred = to_number(reference), to_number(predicted)
-        return pred is not None and ref is not None and abs(pred - ref) <= 1e-6 * max(1.0, abs(ref))
+        if pred is None or ref is None:
+            return False
+        if ref.is_integer() and abs(ref) < 2**53:  # whole-number answers (counts, GSM8K) compare exactly
+            return pred == ref
+        return abs(pred - ref) <= 1e-6 * max(1.0, abs(ref))
     return normalize_text(predicted) == normalize_text(reference)
 
 
