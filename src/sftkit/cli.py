@@ -188,7 +188,7 @@ def cmd_generate(args) -> int:
     for s in skipped[:20]:
         print(f"  skipped {s['where']}: {s.get('field', '')} {s['reason']}", file=sys.stderr)
     if skipped:
-        print(f"  {len(skipped)} line(s) skipped (no prompt to reply to)", file=sys.stderr)
+        print(f"  {len(skipped)} record(s) skipped (reasons above; the first 20 shown)", file=sys.stderr)
     return 0
 
 

@@ -201,3 +201,11 @@ def test_mix_categories_apply_source_weights_inside_a_category(tmp_path):
     spec.write_text("seed: 1\nsources:\n  - {path: A.jsonl, weight: .inf}\n")
     with pytest.raises(SftkitError, match="weight must be a number from 0 to 1e6"):
         mix(spec, tmp_path / "out.jsonl")
+
+
+def test_loss_weight_on_a_prompt_turn_is_a_counted_warning(tmp_path):
+    from tests.data.helpers import one
+
+    rec, rep = one(tmp_path, {"messages": [{"role": "user", "content": "Q", "loss_weight": 1},
+                                           {"role": "assistant", "content": "A"}]})
+    assert rep.warnings["loss_weight_ignored"] == 1 and rec["messages"][0]["loss_weight"] == 1

@@ -140,6 +140,9 @@ def _message(role: str, turn: dict, ck: str, field: str, ctx: Ctx) -> dict:
         msg["reasoning_content"] = text(turn["reasoning_content"], f"{where}.reasoning_content", ctx)
     if "loss_weight" in turn:
         msg["loss_weight"] = _loss_weight(turn["loss_weight"], f"{where}.loss_weight")
+        if msg["role"] != "assistant" and msg["loss_weight"] == 1:
+            ctx.warn("loss_weight_ignored", f"{where}.loss_weight", f"loss_weight 1 on a {msg['role']} turn has no "
+                     "effect: only assistant replies are learned (data.train_on_prompt learns prompts too)")
     return {k: msg[k] for k in MESSAGE_KEYS if k in msg}
 
 
