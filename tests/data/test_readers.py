@@ -139,3 +139,17 @@ def test_single_object_wrapping_its_records(tmp_path):
     plain = tmp_path / "plain.json"
     plain.write_text(json.dumps({"text": "one record", "data": [{"x": 1}]}))  # a record with a list field: kept whole
     assert [it.raw for it in iter_file(plain)] == [{"text": "one record", "data": [{"x": 1}]}]
+
+
+def test_a_damaged_wrapper_costs_one_record(tmp_path):
+    """{"version": 1, "data": [...]} is read element by element: a missing comma costs that element only."""
+    recs = [{"instruction": f"q{i}", "output": f"a{i}"} for i in range(20)]
+    text = json.dumps({"version": 1, "data": recs}, indent=2)
+    parts = text.split("},\n")
+    p = tmp_path / "wrapped.json"
+    p.write_text("},\n".join(parts[:5]) + "}\n" + "},\n".join(parts[5:]))
+    items = list(iter_file(p))
+    assert len(items) == 20 and [it.index for it in items if it.error] == [5]
+    assert [it.raw for it in items if it.error is None] == recs[:5] + recs[6:]
+    assert items[5].raw == recs[5] and "missing ','" in items[5].error  # kept in the reject, not lost
+    assert items[0].line == 4  # wrapped records now carry their line

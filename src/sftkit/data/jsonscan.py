@@ -220,8 +220,10 @@ def _next_element(data: bytes | bytearray, after: int, key: bytes | None, in_arr
     return None
 
 
-def _elements(s: _JsonBuffer, source: str, in_array: bool) -> Iterator[Item]:
-    """The values of a JSON array (or of concatenated values), resynchronising after damage."""
+def _elements(s: _JsonBuffer, source: str, in_array: bool, wrapper: bool = False) -> Iterator[Item]:
+    """The values of a JSON array (or of concatenated values), resynchronising after damage.
+
+    ``wrapper``: the array is the record list inside ``{"data": [...]}``; reading ends at its closing ``]``."""
     index, last_good, after_value, missing_comma, closed = 0, None, False, False, False
     while True:
         c = s.skip_ws()
@@ -242,6 +244,8 @@ def _elements(s: _JsonBuffer, source: str, in_array: bool) -> Iterator[Item]:
             index, closed = index + 1, False
         if in_array and c == _CLOSE_ARR:
             s.pos += 1
+            if wrapper:
+                return  # what follows the record list is the wrapper's own keys
             closed, after_value = True, True
             continue
         if c == _COMMA:
@@ -310,6 +314,24 @@ _WRAPPER_KEYS = ("data", "examples", "instances", "records", "rows", "items", "s
 
 _RECORD_KEYS = {"text", "messages", "conversations", "conversation", "instruction", "output", "prompt", "question",
                 "answer", "completion", "turns", "chunks", "caption", "chosen", "rejected"}
+
+
+_WRAPPER_HEAD = re.compile(
+    rb'\{(?P<keys>(?:\s*"[^"\\]{0,64}"\s*:\s*(?:"[^"\\]{0,256}"|-?[0-9][0-9.eE+-]{0,31}|true|false|null)\s*,){0,16})'
+    rb'\s*"(?:' + b"|".join(k.encode() for k in _WRAPPER_KEYS) + rb')"\s*:\s*\[\s*\{')
+_HEAD_KEY = re.compile(rb'"([^"\\]*)"\s*:')
+
+
+def wrapper_start(s: _JsonBuffer) -> int | None:
+    """Where the record list of ``{"version": 1, "data": [{...}, ...]}`` begins (just after its ``[``), when the
+    file starts that way (the wrapper's scalar keys first, none of them a record key); else None. Reading the
+    list element by element keeps one damaged record from costing the whole file."""
+    while len(s.buf) - s.pos < 1 << 16 and s.more():
+        pass
+    m = _WRAPPER_HEAD.match(s.buf, s.pos)
+    if m is None or {k.decode("utf-8", "replace") for k in _HEAD_KEY.findall(m.group("keys"))} & _RECORD_KEYS:
+        return None
+    return m.end() - 1  # at the first element's "{"
 
 
 def _wrapped_records(obj: dict) -> list | None:

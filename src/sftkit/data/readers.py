@@ -43,7 +43,7 @@ from pathlib import Path
 
 from sftkit.data.item import _SHOWN, Item
 from sftkit.data.jsondecode import _DECODER, _SURROGATE_ESCAPE, MAX_DEPTH, _parse_reason, _value_problem
-from sftkit.data.jsonscan import _OPEN_ARR, _elements, _JsonBuffer
+from sftkit.data.jsonscan import _OPEN_ARR, _elements, _JsonBuffer, wrapper_start
 from sftkit.data.streams import MAX_RECORD_BYTES, _Lines, _open_binary, record_limit
 from sftkit.errors import SftkitError
 from sftkit.textutil import json_type
@@ -283,6 +283,10 @@ def _iter_json(path: Path, source: str, limit: int) -> Iterator[Item]:
             return
         if first == _OPEN_ARR:
             s.pos += 1
+        elif (start := wrapper_start(s)) is not None:  # {"data": [...]}: its records, one by one
+            s.pos = start
+            yield from _elements(s, source, True, wrapper=True)
+            return
         yield from _elements(s, source, first == _OPEN_ARR)
 
 
