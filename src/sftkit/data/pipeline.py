@@ -171,15 +171,29 @@ def _record_format(item: Item, opts: ConvertOptions):
     return FORMATS[name] if name else None
 
 
-def _convert_validate(fmt, raw: dict, ctx: Ctx, base: str, opts: ConvertOptions, item: Item) -> list[dict]:
+def _convert_validate(fmt, raw: dict, ctx: Ctx, base: str, opts: ConvertOptions, item: Item,
+                      check: bool = True) -> list[dict]:
     out = fmt.convert(raw, ctx)
     records = out if isinstance(out, list) else [out]
-    lineage = raw["origin"] if valid_origin(raw.get("origin")) else origin(item.source, item.line, item.index)
-    for rec in records:
+    given = raw.get("origin")
+    lineage = given if given is not None and valid_origin(given) else origin(item.source, item.line, item.index)
+    for k, rec in enumerate(records):
         validate(rec, ctx, base, opts.data_root, prompts=opts.prompts)
-        rec["origin"] = dict(lineage)
-        writable(rec)
+        rec["origin"] = lineage if k == 0 and lineage is not given else dict(lineage)
+        if check:
+            writable(rec)
     return records
+
+
+# Readers that decode strict JSON or UTF-8 text: NaN / Infinity, lone surrogates and over-long integers are
+# refused when read, and converters build records from the values read (embedded JSON goes through the strict
+# ``base.loads``), so their records need no second, whole-record check. Parquet can hold NaN: it is checked.
+STRICT_READERS = frozenset({".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".txt"})
+
+
+def _reader_suffix(path) -> str:
+    name = Path(path).name.lower().removesuffix(".gz")
+    return os.path.splitext(name)[1]
 
 
 def writable(rec: dict) -> None:
@@ -216,8 +230,11 @@ def _unwritable(rec: dict) -> tuple[str, str | None]:
     return "", None
 
 
-def convert_item(item: Item, fmt, src: Source, opts: ConvertOptions, base: str, rep: FileReport):
-    """Convert and validate one item; return (records, None) or (None, reject)."""
+def convert_item(item: Item, fmt, src: Source, opts: ConvertOptions, base: str, rep: FileReport,
+                 check: bool = True):
+    """Convert and validate one item; return (records, None) or (None, reject).
+
+    ``check=False`` skips the strict-JSON check of the result (see :data:`STRICT_READERS`)."""
     if item.error is not None:
         return None, _reject(item, "", item.error)
     if fmt is None:
@@ -226,7 +243,7 @@ def convert_item(item: Item, fmt, src: Source, opts: ConvertOptions, base: str, 
     raw = _apply_mapping(item.raw, opts.mapping)
     ctx = Ctx(src.options)
     try:
-        records = _convert_validate(fmt, raw, ctx, base, opts, item)
+        records = _convert_validate(fmt, raw, ctx, base, opts, item, check)
     except RecursionError:
         return None, _reject(item, "", "record is nested too deeply")
     except RecordError as e:
@@ -236,7 +253,7 @@ def convert_item(item: Item, fmt, src: Source, opts: ConvertOptions, base: str, 
             return None, _reject(item, e.field, e.reason)
         ctx = Ctx(src.options)
         try:
-            records = _convert_validate(FORMATS[alt], raw, ctx, base, opts, item)
+            records = _convert_validate(FORMATS[alt], raw, ctx, base, opts, item, check)
         except RecursionError:
             return None, _reject(item, "", "record is nested too deeply")
         except RecordError as e2:
@@ -258,6 +275,7 @@ def iter_converted(sources: list[Source], opts: ConvertOptions,
     for src in sources:
         rep = FileReport(str(src.path) if src.name is None else f"{src.name} ({src.path})")
         report.files.append(rep)
+        check = _reader_suffix(src.path) not in STRICT_READERS
         stream = iter_file(src.path)
         head = [it for _, it in zip(range(_PEEK), stream, strict=False)]
         name, rep.detected = _detect(head, src, opts.mapping)
@@ -269,7 +287,7 @@ def iter_converted(sources: list[Source], opts: ConvertOptions,
             for item in _chain(head, stream):
                 rep.read += 1
                 tick()
-                records, rej = convert_item(item, fmt or _record_format(item, opts), src, opts, base, rep)
+                records, rej = convert_item(item, fmt or _record_format(item, opts), src, opts, base, rep, check)
                 if records is not None and deduper is not None:
                     dup_of = deduper.check(records, f"{item.source}:{item.line or item.index}")
                     if dup_of:

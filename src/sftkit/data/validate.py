@@ -100,10 +100,8 @@ def _preference(rec: dict) -> None:
 
 def resolve_media(rec: dict, base_dir: str, root: str | None, ctx: Ctx) -> None:
     """Check every media entry (paths made absolute; see the module docstring) and match the placeholders."""
-    if not any(rec.get(kind) for kind in MEDIA_KINDS):
-        texts = [m["content"] for m in rec["messages"]] + [rec[k]["content"] for k in ("chosen", "rejected") if k in rec]
-        if not any("<image>" in t or "<video>" in t or "<audio>" in t for t in texts):
-            return  # the common case: no media and no placeholder
+    if not (rec.get("images") or rec.get("videos") or rec.get("audios")) and not _has_placeholder(rec):
+        return  # the common case: no media and no placeholder
     root_real = None
     users = [m for m in rec["messages"] if m["role"] == "user"]
     for kind, token in MEDIA_KINDS.items():
@@ -112,6 +110,14 @@ def resolve_media(rec: dict, base_dir: str, root: str | None, ctx: Ctx) -> None:
             root_real = root_real or os.path.realpath(root or base_dir)
             rec[kind] = [_entry(p, f"{kind}[{i}]", base_dir, root_real) for i, p in enumerate(entries)]
         _placeholders(rec, kind, token, len(entries), users, ctx)
+
+
+def _has_placeholder(rec: dict) -> bool:
+    for m in rec["messages"]:
+        t = m["content"]
+        if "<" in t and ("<image>" in t or "<video>" in t or "<audio>" in t):
+            return True
+    return any(k in rec and _has_placeholder({"messages": [rec[k]]}) for k in ("chosen", "rejected"))
 
 
 def _text_media(rec: dict, base_dir: str, root: str | None, ctx: Ctx) -> None:
