@@ -116,6 +116,9 @@ def load_model(name: str, *, precision: str = "auto", quantize: bool = False, tr
     """A causal LM (a trained adapter is loaded on its base model)."""
     from transformers import AutoModelForCausalLM
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a per-load "Loading weights" bar only clutters chat and eval output
     path = resolve(name)
     dtype = default_dtype(precision)
     kwargs = {"dtype": dtype, "local_files_only": True, "trust_remote_code": trust_remote_code,
