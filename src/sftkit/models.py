@@ -115,7 +115,6 @@ def default_dtype(precision: str = "auto") -> torch.dtype:
 def load_model(name: str, *, precision: str = "auto", quantize: bool = False, trust_remote_code: bool = False):
     """A causal LM (a trained adapter is loaded on its base model)."""
     from transformers import AutoModelForCausalLM
-
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # a per-load "Loading weights" bar only clutters chat and eval output
