@@ -104,9 +104,10 @@ def cmd_convert(args) -> int:
     if report.rejects_path:
         text += f"; {d['rejected']} rejects to {report.rejects_path}"
     if report.media_outside:
-        text += (f"\nnote: {report.media_outside} media path(s) lie outside {Path(args.output).parent} and were written "
-                 f"absolute; read the output with --data-root {report.media_root} (or write it inside the dataset "
-                 "folder to keep it movable)")
+        where = args.data_root or Path(args.output).parent
+        text += (f"\nnote: {report.media_outside} media path(s) lie outside {where} and were written absolute; "
+                 f"read the output with --data-root {report.media_root} (or write it inside the dataset folder, or "
+                 "pass --data-root, to keep it movable)")
     _print({**d, "output": args.output, "rejects_path": report.rejects_path}, args.json, text)
     return 0
 

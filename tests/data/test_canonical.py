@@ -78,14 +78,25 @@ def test_registry_output_with_images_is_a_fixed_point_under_an_explicit_data_roo
     opts = ConvertOptions(data_root=str(LF))
     out1, out2 = tmp_path / "a" / "out1.jsonl", tmp_path / "b" / "out2.jsonl"
     written = convert_files(registry_sources(LF, ["mllm_demo", "glaive_toolcall_zh_demo"], opts), out1, None, opts)
-    assert written.media_outside == 8 and written.to_dict()["media_root"] == str((LF / "mllm_demo_data").resolve())
+    assert written.media_outside == 0  # every image lies under the data root: stored relative to it
     report = _convert([out1], out2, data_root=str(LF))
     assert report.total("rejected") == 0 and out1.read_bytes() == out2.read_bytes()
-    # the images lie outside the output's folder: written absolute, and a re-read needs the data root
     first = [json.loads(line) for line in out1.read_text().splitlines()]
-    assert all(p.startswith(str(LF)) for r in first for p in r.get("images", []))
+    assert {p for r in first for p in r.get("images", [])} >= {"mllm_demo_data/1.jpg", "mllm_demo_data/2.jpg"}
+    # without the data root, the canonical file's own folder is the root, where the images are not
     report = _convert([out1], tmp_path / "c" / "out3.jsonl")
-    assert report.total("rejected") == 6 and "escapes the data folder" in report.files[0].errors[0]["reason"]
+    assert report.total("rejected") == 6 and "file not found" in report.files[0].errors[0]["reason"]
+
+
+def test_media_outside_the_output_folder_are_written_absolute_with_a_note(tmp_path):
+    opts = ConvertOptions()
+    out = tmp_path / "out.jsonl"
+    written = convert_files(registry_sources(LF, ["mllm_demo"], opts), out, None, opts)
+    assert written.media_outside == 8 and written.to_dict()["media_root"] == str((LF / "mllm_demo_data").resolve())
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert all(p.startswith(str(LF.resolve())) for r in rows for p in r["images"])
+    again = _convert([out], tmp_path / "again.jsonl", data_root=written.media_root)
+    assert again.total("rejected") == 0 and (tmp_path / "again.jsonl").read_bytes() != b""
 
 
 def test_a_dataset_folder_with_its_canonical_file_can_move(tmp_path):

@@ -331,10 +331,11 @@ def check_files(sources: list[Source], opts: ConvertOptions) -> Report:
 def convert_files(sources: list[Source], out: str | Path, rejects: str | Path | None, opts: ConvertOptions) -> Report:
     """Write canonical JSONL to ``out`` and rejects (``{source, line, index, field, reason, raw}``) beside it.
 
-    Media paths under the output's folder are written relative to it, so the folder can move as a whole and a
-    re-read finds them (a canonical file's relative paths resolve against its own folder); media elsewhere are
-    written absolute and counted (``report.media_outside``; re-read them with ``--data-root`` =
-    ``report.media_root``). The files appear only when the run completes (no ``*.tmp`` is left behind)."""
+    Media paths are written relative to the data root (``opts.data_root``, by default the output's folder), so a
+    dataset folder can move as a whole; a re-read resolves a relative path against the file's own folder, then
+    against its data root (``--data-root``). Media outside the root are written absolute and counted
+    (``report.media_outside``; re-read them with ``--data-root`` = ``report.media_root``). The files appear only
+    when the run completes (no ``*.tmp`` is left behind)."""
     out = Path(out)
     rejects = Path(rejects) if rejects else out.with_name(out.stem + ".rejects.jsonl")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -342,7 +343,7 @@ def convert_files(sources: list[Source], out: str | Path, rejects: str | Path | 
     report = Report()
     tmp_out, tmp_rej = out.with_name(out.name + ".tmp"), rejects.with_name(rejects.name + ".tmp")
     encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
-    root, outside = os.path.realpath(out.parent), []
+    root, outside = os.path.realpath(opts.data_root or out.parent), []
     try:
         with open(tmp_out, "w", encoding="utf-8") as fo, open(tmp_rej, "w", encoding="utf-8") as fr:
             for _, records, rej in iter_converted(sources, opts, report):

@@ -155,7 +155,11 @@ def _entry(p: str, field: str, base_dir: str, root_real: str) -> str:
         p = unquote(parts.path)
         if _CONTROL.search(p):
             raise RecordError(field, "path holds a control character; fix the name")
-    full = os.path.realpath(os.path.join(base_dir, os.path.expanduser(p)))
+    p = os.path.expanduser(p)
+    full = os.path.realpath(os.path.join(base_dir, p))
+    if not os.path.isabs(p) and not os.path.exists(full):  # relative to the data root, as LLaMA-Factory's media_dir
+        at_root = os.path.realpath(os.path.join(root_real, p))
+        full = at_root if os.path.exists(at_root) else full
     if os.path.commonpath([full, root_real]) != root_real:
         raise RecordError(field, f"path {shown(p, 200)} escapes the data folder {root_real}")
     if not os.path.isfile(full):

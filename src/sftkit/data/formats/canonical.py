@@ -3,8 +3,9 @@
 Recognised by a ``meta`` object plus either a valid ``origin`` or ``messages`` (role / content objects)
 beside ``images`` or ``tools``, shapes plain OpenAI or LLaMA-Factory files do not have. Turns, tools,
 media, preference and KTO fields go through the same code as every other format, which maps canonical
-input onto itself. Relative media paths resolve against the canonical file's own folder (``sftkit data
-convert`` writes them relative to it); absolute ones must lie under the data root (``--data-root``).
+input onto itself. ``sftkit data convert`` writes media paths relative to the data root (``--data-root``, by
+default the output's folder); reading resolves a relative path against the file's folder, then the data root
+(as for every format), and every path must lie under the data root.
 """
 
 from __future__ import annotations
