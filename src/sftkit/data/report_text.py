@@ -84,8 +84,9 @@ def mix_text(r: dict) -> str:
 def kappa_text(r: dict) -> str:
     """Kappa, agreement and a flag when it is under the threshold."""
     verdict = "OK" if r["acceptable"] else f"LOW (under {r['threshold']}: tighten the guideline and re-annotate)"
-    out = [f"Cohen's kappa on {r['field']!r}: {r['kappa']:.4f}  {verdict}",
-           f"  records compared: {r['n']} (aligned by {r['aligned_by']}), unmatched {r['unmatched']}, "
+    value = f"{r['kappa']:.4f}  {verdict}" if r["kappa"] is not None else f"undefined: {r['undefined']}"
+    out = [f"Cohen's kappa on {r['field']!r}: {value}",
+           f"  records compared: {r['n']} (aligned by {r.get('alignment', r['aligned_by'])}), unmatched {r['unmatched']}, "
            f"skipped {len(r['skipped']['a'])} + {len(r['skipped']['b'])}",
            f"  observed agreement {r['observed_agreement']:.4f}, expected by chance {r['expected_agreement']:.4f}",
            "  per label (A count, B count, agreement):"]
