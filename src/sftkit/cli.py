@@ -25,6 +25,28 @@ def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
     return out
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (so 0 or -1 never silently means "the default")."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _unit_float(text: str) -> float:
+    """argparse type: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return value
+
+
 def _add_input_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("files", nargs="*", help="data files or folders")
     p.add_argument("--format", help="force a source format instead of detecting it (see `sftkit data formats`)")
@@ -65,6 +87,9 @@ def _data_sources(args) -> list:
 def _options(args, **extra):
     from sftkit.data.pipeline import ConvertOptions
 
+    if args.data_root and not Path(args.data_root).is_dir():
+        raise SftkitError(f"--data-root {args.data_root}: no such folder")
+
     if args.format:
         from sftkit.data.formats import FORMATS
 
@@ -97,6 +122,12 @@ def cmd_convert(args) -> int:
     from sftkit.data.pipeline import convert_files
     from sftkit.data.report_text import check_text
 
+    out = Path(args.output).resolve()
+    rejects = Path(args.rejects).resolve() if args.rejects else out.with_name(out.stem + ".rejects.jsonl")
+    if rejects == out:
+        raise SftkitError(f"-o and --rejects must be different files (both are {args.output})")
+    if out.is_dir():
+        raise SftkitError(f"{args.output}: is a folder; -o names the JSONL file to write")
     opts = _options(args, dedup=args.dedup, near_threshold=args.near_threshold)
     report = convert_files(_sources(args, opts), args.output, args.rejects, opts)
     d = report.to_dict()
@@ -187,7 +218,8 @@ def cmd_generate(args) -> int:
     n, skipped = generate_file(args.model, args.data, args.output, _generation_options(args, args.batch_size))
     print(f"wrote {n} predictions to {args.output}")
     for s in skipped[:20]:
-        print(f"  skipped {s['where']}: {s.get('field', '')} {s['reason']}", file=sys.stderr)
+        field = f"{s['field']}: " if s.get("field") else ""
+        print(f"  skipped {s['where']}: {field}{s['reason']}", file=sys.stderr)
     if skipped:
         print(f"  {len(skipped)} record(s) skipped (reasons above; the first 20 shown)", file=sys.stderr)
     return 0
@@ -240,8 +272,10 @@ def cmd_eval(args) -> int:
 
         ev, config_model = load_eval_config(args.config)
         models = models or [config_model]
-        data, fmt, max_samples = data or ev.data, fmt or ev.format, max_samples or ev.max_samples
-        max_new, batch, stop = max_new or ev.max_new_tokens, batch or ev.batch_size, stop or ev.stop
+        data, fmt = data or ev.data, fmt or ev.format
+        max_samples = max_samples if max_samples is not None else ev.max_samples
+        max_new = max_new if max_new is not None else ev.max_new_tokens
+        batch, stop = batch if batch is not None else ev.batch_size, stop or ev.stop
     if not models or not data:
         raise SftkitError("sftkit eval needs --model and --data (or --config with an eval: section)")
     if len(models) > 2:
@@ -250,7 +284,7 @@ def cmd_eval(args) -> int:
         raise SftkitError("comparing two models needs -o DIR (each evaluation is written to DIR/a and DIR/b)")
     outs = [args.output] if len(models) == 1 else [str(Path(args.output) / "a"), str(Path(args.output) / "b")]
     for model, out in zip(models, outs, strict=True):
-        opts = _generation_options(args, batch or 16, max_new_tokens=max_new, stop=stop)
+        opts = _generation_options(args, batch if batch is not None else 16, max_new_tokens=max_new, stop=stop)
         evaluate(model, data, out, fmt=fmt, max_samples=max_samples, options=opts)
         if out:
             print(f"wrote {out}/metrics.json, predictions.jsonl, report.md\n")
@@ -272,11 +306,11 @@ def _add_generation_args(p: argparse.ArgumentParser, from_config: bool = False) 
     """Sampling options shared by chat, generate and eval (eval: unset values come from --config)."""
     from sftkit.generation import DEFAULT_MAX_NEW_TOKENS as N
 
-    p.add_argument("--max-new-tokens", type=int, default=None if from_config else N,
+    p.add_argument("--max-new-tokens", type=_positive_int, default=None if from_config else N,
                    help=f"longest reply in tokens (default {N}{' or the config' if from_config else ''})")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, help="sample from the k most likely tokens only (default: no limit)")
+    p.add_argument("--top-k", type=_positive_int, help="sample from the k most likely tokens only (default: no limit)")
     p.add_argument("--stop", action="append", default=[], metavar="TEXT",
                    help="end a reply before this text (repeat for several)")
     if not from_config:  # eval's --seed also shuffles review sheets
@@ -289,7 +323,8 @@ def _generation_options(args, batch_size: int = 1, **fields):
 
     given = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p,
              "top_k": args.top_k, "stop": list(args.stop), "seed": args.seed, "batch_size": batch_size, **fields}
-    given["max_new_tokens"] = given["max_new_tokens"] or DEFAULT_MAX_NEW_TOKENS
+    if given["max_new_tokens"] is None:
+        given["max_new_tokens"] = DEFAULT_MAX_NEW_TOKENS
     return GenerationOptions(**given)
 
 
@@ -309,19 +344,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="canonical JSONL to write")
     p.add_argument("--rejects", help="rejects JSONL (default: OUTPUT stem + .rejects.jsonl)")
     p.add_argument("--dedup", choices=["exact", "near"], help="drop duplicates (they go to the rejects file)")
-    p.add_argument("--near-threshold", type=float, default=0.7, help="Jaccard similarity for --dedup near")
+    p.add_argument("--near-threshold", type=_unit_float, default=0.7, help="Jaccard similarity for --dedup near")
     p.set_defaults(func=cmd_convert)
 
     p = data.add_parser("stats", help="quality report: lengths, duplicates, noise, languages")
     _add_input_args(p)
     p.add_argument("--tokenizer", help="local tokenizer (folder or tokenizer.json) to add token lengths")
-    p.add_argument("--near-threshold", type=float, default=0.7, help="Jaccard similarity for near-duplicates")
+    p.add_argument("--near-threshold", type=_unit_float, default=0.7, help="Jaccard similarity for near-duplicates")
     p.set_defaults(func=cmd_stats)
 
     p = data.add_parser("mix", help="mix sources by weight or category share to a target size")
     p.add_argument("spec", help="mix spec YAML")
     p.add_argument("-o", "--output", required=True)
-    p.add_argument("--size", type=int, help="override the spec's size")
+    p.add_argument("--size", type=_positive_int, help="override the spec's size")
     p.add_argument("--seed", type=int, help="override the spec's seed")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_mix)
@@ -359,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True)
     p.add_argument("--data", required=True, help="any data file sftkit reads")
     p.add_argument("-o", "--output", required=True)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=_positive_int, default=16)
     _add_generation_args(p)
     p.set_defaults(func=cmd_generate)
 
@@ -372,8 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="a train config: its run folder and eval: section")
     p.add_argument("-o", "--output", help="output folder (eval) or CSV (sheet)")
     p.add_argument("--compare", nargs=2, metavar=("DIR_A", "DIR_B"), help="side by side of two eval folders")
-    p.add_argument("--max-samples", type=int)
-    p.add_argument("--batch-size", type=int, default=None, help="default 16")
+    p.add_argument("--max-samples", type=_positive_int)
+    p.add_argument("--batch-size", type=_positive_int, default=None, help="default 16")
     _add_generation_args(p, from_config=True)
     p.add_argument("--seed", type=int, default=42, help="sheet shuffling and sampling")
     p.add_argument("--key", help="human: the sheet's .key.json (default: found next to the sheets)")
@@ -401,6 +436,16 @@ def _quiet_third_party() -> None:
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 
+def _file_problem(e: OSError | UnicodeDecodeError) -> str:
+    """One line for a file the command could not use (the safety net under each command's own checks)."""
+    if isinstance(e, UnicodeDecodeError):
+        return f"a file is not UTF-8 text ({e.reason} at byte {e.start}); give a text file"
+    what = {IsADirectoryError: "is a folder, not a file", FileExistsError: "already exists and is not a folder",
+            FileNotFoundError: "not found", NotADirectoryError: "a part of the path is a file, not a folder",
+            PermissionError: "permission denied"}.get(type(e), e.strerror or str(e))
+    return f"{e.filename}: {what}" if e.filename else f"{what} ({e})"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sftkit`` console script."""
     args = build_parser().parse_args(argv)
@@ -409,6 +454,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except SftkitError as e:
         print(f"sftkit: error: {e}", file=sys.stderr)
+        return 2
+    except (OSError, UnicodeDecodeError) as e:  # a file the user named is missing, a folder, not text, ...
+        print(f"sftkit: error: {_file_problem(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("sftkit: interrupted", file=sys.stderr)

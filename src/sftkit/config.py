@@ -289,6 +289,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         except FileNotFoundError:
             raise SftkitError(f"{path}: config not found") from None
+        except (IsADirectoryError, UnicodeDecodeError) as e:
+            raise SftkitError(f"{path}: " + ("is a folder, not a file" if isinstance(e, IsADirectoryError) else "not a UTF-8 text file")) from None
         except yaml.YAMLError as e:
             raise SftkitError(f"{path}: not valid YAML ({_yaml_problem(e)})") from None
     raw = {} if raw is None else raw
@@ -365,6 +367,8 @@ def load_eval_config(path: str | Path) -> tuple[EvalConfig, str]:
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise SftkitError(f"{path}: config not found") from None
+    except (IsADirectoryError, UnicodeDecodeError) as e:
+        raise SftkitError(f"{path}: " + ("is a folder, not a file" if isinstance(e, IsADirectoryError) else "not a UTF-8 text file")) from None
     except yaml.YAMLError as e:
         raise SftkitError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(raw, dict):

@@ -58,7 +58,13 @@ def load_tools(path: str) -> list[dict]:
         raise SftkitError(f"{path}: not a JSON file ({e})") from None
     if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
         raise SftkitError(f"{path}: tools must be a JSON list of objects (tool definitions)")
-    return tools
+    from sftkit.data.formats.turns import parse_tools  # the data engine's own check and normal form
+    from sftkit.errors import RecordError
+
+    try:
+        return parse_tools(tools, "tools")
+    except RecordError as e:
+        raise SftkitError(f"{path}: {e.field}: {e.reason}") from None
 
 
 def repl(chat: Chat, system: str | None = None, prompt: str | None = None, tools: list | None = None,
@@ -152,6 +158,10 @@ def generate_file(model: str, data, out: str, opts: GenerationOptions | None = N
     Returns (number written, skipped records with their reason)."""
     opts = opts or GenerationOptions()
     items, skipped = read_prompts(data)
+    if not items:
+        first = f"; first: {skipped[0]['where']}: {skipped[0]['reason']}" if skipped else ""
+        raise SftkitError(f"{getattr(data, 'label', data)}: no prompts to reply to ({len(skipped)} record(s) "
+                          f"skipped{first})")
     chat = Chat(model, template)
     done = chat.complete([it["messages"] for it in items], [it.get("tools") for it in items], opts)
     Path(out).parent.mkdir(parents=True, exist_ok=True)

@@ -140,3 +140,38 @@ def test_cli_speaker_map_repair_and_bad_option(capsys, tmp_path):
     bare = write_jsonl(tmp_path / "b.jsonl", [{"messages": ["hi", "hello"]}])
     code, out_text, _ = run_cli(capsys, "data", "check", bare, "--repair", "alternate-roles")
     assert code == 0 and "repairs: alternate-roles 1" in out_text
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train", "{d}"], "is a folder, not a file"),
+    (["train", "{bin}"], "not a UTF-8 text file"),
+    (["data", "mix", "{d}", "-o", "{tmp}/o.jsonl"], "is a folder, not a file"),
+    (["data", "convert", "{x}", "-o", "{d}"], "is a folder"),
+    (["data", "convert", "{x}", "-o", "{tmp}/r.jsonl", "--rejects", "{tmp}/r.jsonl"], "must be different files"),
+    (["data", "check", "{x}", "--data-root", "{tmp}/nope"], "no such folder"),
+    (["data", "check", "--registry", "{bin}", "--dataset", "x"], "not a UTF-8 text file"),
+    (["generate", "--model", "sftkit-tiny", "--data", "{bad}", "-o", "{tmp}/g.jsonl"], "no prompts to reply to"),
+    (["chat", "--prompt", "hi", "--tools", "{d}"], "is a folder, not a file"),
+])
+def test_hostile_command_lines_end_with_one_line_and_exit_2(tmp_path, capsys, argv, message):
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "bin.bin").write_bytes(b"\x00\xff\xfe\x80")
+    write_jsonl(tmp_path / "x.jsonl", [{"instruction": "a", "output": "b"}])
+    write_jsonl(tmp_path / "bad.jsonl", ["{", "{"])
+    names = {"d": tmp_path / "adir", "bin": tmp_path / "bin.bin", "x": tmp_path / "x.jsonl", "tmp": tmp_path,
+             "bad": tmp_path / "bad.jsonl"}
+    code = main([a.format(**names) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "r.jsonl").exists()  # nothing half written
+
+
+def test_numbers_on_the_command_line_are_checked(capsys):
+    for argv in (["eval", "--model", "m", "--data", "d", "--max-samples", "0"],
+                 ["data", "convert", "x", "-o", "y", "--dedup", "near", "--near-threshold", "5"],
+                 ["generate", "--model", "m", "--data", "d", "-o", "o", "--max-new-tokens", "0"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+    assert "must be" in capsys.readouterr().err

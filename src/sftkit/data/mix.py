@@ -65,6 +65,8 @@ def load_spec(path: str | Path) -> dict:
         spec = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SftkitError(f"{path}: mix spec not found") from None
+    except (IsADirectoryError, UnicodeDecodeError) as e:
+        raise SftkitError(f"{path}: " + ("is a folder, not a file" if isinstance(e, IsADirectoryError) else "not a UTF-8 text file")) from None
     except yaml.YAMLError as e:
         raise SftkitError(f"{path}: not valid YAML ({e})") from None
     if isinstance(spec, dict):

@@ -34,6 +34,8 @@ def load_registry(path: str | Path) -> dict:
             data = json.load(fh)
     except FileNotFoundError:
         raise SftkitError(f"{path}: registry not found") from None
+    except (IsADirectoryError, UnicodeDecodeError) as e:
+        raise SftkitError(f"{path}: " + ("is a folder, not a file" if isinstance(e, IsADirectoryError) else "not a UTF-8 text file")) from None
     except json.JSONDecodeError as e:
         raise SftkitError(f"{path}: registry is not valid JSON (line {e.lineno}: {e.msg})") from None
     if not isinstance(data, dict):

@@ -66,17 +66,68 @@ def write_report(out: Path, m: dict, examples: int = 10) -> None:
     (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def _json_text(path: Path, what: str) -> str:
+    """The UTF-8 text of an evaluation file, or a one-line error naming it."""
+    if not path.is_file():
+        raise SftkitError(f"{path}: no {what} (run `sftkit eval ... -o {path.parent}` first)")
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SftkitError(f"{path}: not UTF-8 text (byte {e.start}); is it a damaged or binary file?") from None
+    except OSError as e:
+        raise SftkitError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
+def read_metrics(d: str | Path) -> dict:
+    """metrics.json of an evaluation folder, checked to be the object ``sftkit eval`` writes."""
+    path = Path(d) / "metrics.json"
+    try:
+        m = json.loads(_json_text(path, "metrics.json"))
+    except ValueError as e:
+        raise SftkitError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(m, dict) or "samples" not in m:
+        got = f"a JSON {type(m).__name__}" if not isinstance(m, dict) else "an object without 'samples'"
+        raise SftkitError(f"{path}: not the metrics of a sftkit evaluation ({got})")
+    return m
+
+
+def read_predictions(d: str | Path) -> list[dict]:
+    """predictions.jsonl of an evaluation folder: one object with prompt, reference and prediction per line."""
+    path = Path(d) / "predictions.jsonl"
+    out = []
+    for line, text in enumerate(_json_text(path, "predictions.jsonl").splitlines(), 1):
+        if not text.strip():
+            continue
+        try:
+            p = json.loads(text)
+        except ValueError as e:
+            raise SftkitError(f"{path}:{line}: not valid JSON ({e})") from None
+        missing = [k for k in ("prompt", "reference", "prediction") if not isinstance(p, dict) or k not in p]
+        if missing:
+            raise SftkitError(f"{path}:{line}: not a prediction record (no {', '.join(missing)})")
+        out.append(p)
+    return out
+
+
 def _load(d: str | Path) -> tuple[dict, list[dict]]:
-    d = Path(d)
-    if not (d / "metrics.json").exists():
-        raise SftkitError(f"{d}: no metrics.json (run `sftkit eval ... -o {d}` first)")
-    preds = [json.loads(line) for line in (d / "predictions.jsonl").read_text(encoding="utf-8").splitlines()]
-    return json.loads((d / "metrics.json").read_text()), preds
+    if not Path(d).is_dir():
+        raise SftkitError(f"{d}: not an evaluation folder (run `sftkit eval ... -o {d}` first)")
+    return read_metrics(d), read_predictions(d)
+
+
+def _metric(get, m: dict):
+    """One metric of metrics.json, or None when this evaluation lacks it (an older or partial run)."""
+    try:
+        return get(m)
+    except (KeyError, TypeError):
+        return None
 
 
 def _sample_score(p: dict) -> float:
-    s = p["scores"]
-    return s["rouge_char"]["rougeL"] + 100 * bool(s.get("answer_correct"))
+    s = p["scores"] if isinstance(p.get("scores"), dict) else {}
+    rouge = s["rouge_char"] if isinstance(s.get("rouge_char"), dict) else {}
+    rouge_l = rouge.get("rougeL")
+    return (rouge_l if isinstance(rouge_l, int | float) else 0.0) + 100 * bool(s.get("answer_correct"))
 
 
 def compare(dir_a: str | Path, dir_b: str | Path, top: int = 5) -> tuple[str, dict]:
@@ -85,7 +136,7 @@ def compare(dir_a: str | Path, dir_b: str | Path, top: int = 5) -> tuple[str, di
     lines = [f"{'metric':<28}{'A':>12}{'B':>12}{'B - A':>12}", f"  A = {ma.get('model')}", f"  B = {mb.get('model')}"]
     result = {"a": str(dir_a), "b": str(dir_b), "metrics": {}, "changed": []}
     for label, get in ROWS:
-        a, b = get(ma), get(mb)
+        a, b = _metric(get, ma), _metric(get, mb)
         delta = b - a if isinstance(a, int | float) and isinstance(b, int | float) else None
         result["metrics"][label] = {"a": a, "b": b, "delta": delta}
         lines.append(f"{label:<28}{_fmt(a):>12}{_fmt(b):>12}{_fmt(delta):>12}")
@@ -96,7 +147,8 @@ def compare(dir_a: str | Path, dir_b: str | Path, top: int = 5) -> tuple[str, di
             change = {"prompt": pa[i]["prompt"], "a": pa[i]["prediction"], "b": pb[i]["prediction"],
                       "delta": round(_sample_score(pb[i]) - _sample_score(pa[i]), 2)}
             result["changed"].append(change)
-            lines.append(f"  [{change['delta']:+.1f}] {change['prompt'][:70]!r}\n      A: {change['a'][:80]!r}\n      B: {change['b'][:80]!r}")
+            lines.append(f"  [{change['delta']:+.1f}] {str(change['prompt'])[:70]!r}\n      A: {str(change['a'])[:80]!r}"
+                         f"\n      B: {str(change['b'])[:80]!r}")
     else:
         lines.append("\n(the two evaluations cover different samples: no per-sample comparison)")
     return "\n".join(lines), result

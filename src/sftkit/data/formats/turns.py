@@ -65,6 +65,8 @@ def parse_tools(value: Any, field: str) -> list[dict]:
     out = []
     for i, t in enumerate(items):
         if isinstance(t, dict) and t.get("type") == "function" and isinstance(t.get("function"), dict):
+            if not isinstance(t["function"].get("name"), str) or not t["function"]["name"].strip():
+                raise RecordError(f"{field}[{i}].function.name", "a tool needs a non-empty name")
             out.append(t)
         elif isinstance(t, dict) and isinstance(t.get("name"), str):
             out.append({"type": "function", "function": t})
