@@ -240,3 +240,98 @@ def test_eval_config_max_samples_stop_and_one_max_new_tokens_default(tmp_path):
                 (["chat"], ["generate", "--model", "m", "--data", "d", "-o", "o"], ["eval", "--model", "m"])]
     assert defaults == [DEFAULT_MAX_NEW_TOKENS] * 3 == [EvalConfig().max_new_tokens] * 3
     assert all(f.description for f in EvalConfig.model_fields.values())
+
+
+def _fake_eval(d, prompts=("p1", "p2", "p3")):
+    """An evaluation folder as `sftkit eval -o` writes it (only the fields the readers use)."""
+    d.mkdir(parents=True)
+    (d / "metrics.json").write_text(json.dumps({"model": "m", "data": "x", "samples": len(prompts), "bleu": 1.0}))
+    write_jsonl(d / "predictions.jsonl", [{"prompt": p, "reference": "r", "prediction": "y",
+                                           "scores": {"rouge_char": {"rougeL": 50.0}}} for p in prompts])
+    return d
+
+
+def _one_line_error(capsys, args, *needles):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+@pytest.mark.parametrize("file,content,problem", [
+    ("metrics.json", b'{"samples": 3, "bleu": ', "not valid JSON"),
+    ("metrics.json", b"[1, 2]", "a JSON list"),
+    ("metrics.json", bytes(range(256)), "not UTF-8"),
+    ("predictions.jsonl", b'{"prompt": "p1", "reference": "r", "prediction": "y"}\n{"prompt": "p2", "ref', "not valid JSON"),
+    ("predictions.jsonl", b"[1]\n", "not a prediction record"),
+    ("predictions.jsonl", None, "no predictions.jsonl"),
+])
+def test_compare_of_damaged_eval_folders_is_one_line_naming_the_file(tmp_path, capsys, file, content, problem):
+    good, bad = _fake_eval(tmp_path / "good"), _fake_eval(tmp_path / "bad")
+    if content is None:
+        (bad / file).unlink()
+    else:
+        (bad / file).write_bytes(content)
+    _one_line_error(capsys, ["eval", "--compare", str(good), str(bad)], str(bad / file), problem)
+    assert main(["eval", "--compare", str(good), str(good)]) == 0
+    assert "BLEU" in capsys.readouterr().out
+
+
+def test_plot_skips_a_truncated_last_line_and_rejects_damaged_files(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    good = "".join(json.dumps({"step": s, "loss": 2.0 / s, "learning_rate": 1e-4}) + "\n" for s in (1, 2, 3))
+    (run / "metrics.jsonl").write_text(good + '{"step": 4, "lo')  # what a killed run leaves
+    png = tmp_path / "c.png"
+    assert main(["plot", str(run), "-o", str(png)]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == f"wrote {png}" and png.stat().st_size > 1000
+    assert f"{run / 'metrics.jsonl'}:4: skipped the incomplete last line" in err
+    # a bad line in the middle, a non-object line, a binary file: one line naming the file and line
+    (run / "metrics.jsonl").write_text('{"step": 1, "lo\n' + good)
+    _one_line_error(capsys, ["plot", str(run), "-o", str(png)], f"{run / 'metrics.jsonl'}:1: not a metrics line")
+    (run / "metrics.jsonl").write_text(good + "[1, 2]\n")
+    _one_line_error(capsys, ["plot", str(run), "-o", str(png)], f"{run / 'metrics.jsonl'}:4:", "a JSON list")
+    (run / "metrics.jsonl").write_bytes(b"\xff\xfe\x00\x01\n" + bytes(range(256)))
+    _one_line_error(capsys, ["plot", str(run), "-o", str(png)], f"{run / 'metrics.jsonl'}:1:", "not UTF-8")
+
+
+def test_plot_output_paths(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "loss": 1.0 / s}) + "\n" for s in (1, 2)))
+    _one_line_error(capsys, ["plot", str(run), "-o", str(tmp_path / "p.xyz")], "p.xyz", "'.xyz'", ".png", ".pdf", ".svg")
+    assert not (tmp_path / "p.xyz").exists()
+    assert main(["plot", str(run), "-o", str(tmp_path / "noext")]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'noext.png'}" and (tmp_path / "noext.png").is_file()
+    (tmp_path / "adir").mkdir()
+    assert main(["plot", str(run), "-o", str(tmp_path / "adir")]) == 0
+    written = tmp_path / "adir" / "curves.png"
+    assert capsys.readouterr().out.strip() == f"wrote {written}" and written.read_bytes()[:4] == b"\x89PNG"
+    assert main(["plot", str(run), "-o", str(tmp_path / "c.svg")]) == 0 and b"<svg" in (tmp_path / "c.svg").read_bytes()
+
+
+def test_human_scores_errors_name_the_missing_or_unreadable_file(tmp_path, capsys):
+    from sftkit.eval.human import make_sheet
+
+    sheet = make_sheet([str(_fake_eval(tmp_path / "base")), str(_fake_eval(tmp_path / "tuned"))], tmp_path / "r.csv")
+    a, b, key = tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "r.csv.key.json"
+    # missing sheets are reported as missing even with no key file anywhere near them
+    _one_line_error(capsys, ["eval", "human", str(tmp_path / "x" / "a.csv"), str(tmp_path / "x" / "b.csv")],
+                    str(tmp_path / "x" / "a.csv"), "no such review sheet")
+    _one_line_error(capsys, ["eval", "human", str(sheet), str(b), "--key", str(key)], str(b), "no such review sheet")
+    a.write_bytes(bytes(range(256)) * 3)
+    _one_line_error(capsys, ["eval", "human", str(a), str(sheet), "--key", str(key)], str(a), "not UTF-8")
+    a.write_text(sheet.read_text(encoding="utf-8-sig").replace(",,,\n", ",4,4,\n"), encoding="utf-8")
+    b.write_text(sheet.read_text(encoding="utf-8-sig").replace(",,,\n", ",4,4,\n"), encoding="utf-8")
+    bad_key = tmp_path / "bad.key.json"
+    bad_key.write_bytes(b"\x80\x81binary")
+    _one_line_error(capsys, ["eval", "human", str(a), str(b), "--key", str(bad_key)], str(bad_key), "not UTF-8")
+    bad_key.write_text("[]")
+    _one_line_error(capsys, ["eval", "human", str(a), str(b), "--key", str(bad_key)], str(bad_key), "not a review-sheet key")
+    # every cell scored 4 by both: agreement by chance is 1, so kappa is undefined and the report says so
+    assert main(["eval", "human", str(a), str(b), "--key", str(key)]) == 0
+    out = capsys.readouterr().out
+    assert "Cohen's kappa on 'score': undefined" in out and "OK" not in out
