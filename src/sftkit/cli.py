@@ -365,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("a")
     p.add_argument("b")
     p.add_argument("--field", required=True, help="label field (dotted path allowed, e.g. meta.label)")
-    p.add_argument("--key", help="field that identifies a record in both files (default: position)")
+    p.add_argument("--key", help="field that identifies a record in both files (default: `id` when every record of both files has one, else position)")
     p.add_argument("--strict", action="store_true", help="exit 1 when kappa is not above 0.8")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_kappa)
