@@ -216,3 +216,11 @@ def test_whole_number_answers_compare_exactly():
     assert not answers_match("1000001", "1000000") and not answers_match("999999", "1000000")
     assert answers_match("1000000.0", "1,000,000") and answers_match("40 km/h", "40")
     assert answers_match("0.3333333", "0.33333333")  # fractional references keep the relative tolerance
+
+
+def test_nested_answer_markers_give_the_innermost_answer():
+    from sftkit.eval.answers import extract_answer
+
+    assert extract_answer("Final Answer: The final answer is 5. I hope it is correct.") == "5"  # MATH / Minerva
+    assert extract_answer("Answer: the answer is Paris") == "Paris"
+    assert extract_answer("The answer is 12.") == "12"

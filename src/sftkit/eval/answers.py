@@ -82,6 +82,10 @@ def marked_answer(text: str) -> str | None:
         return None
     for pattern, clean in ((_GSM8K, str.strip), (_BOXED, str.strip), (_ZH, _phrase_answer), (_EN, _phrase_answer)):
         for raw in reversed(pattern.findall(text)):
+            inner = pattern.findall(raw)  # "Final Answer: The final answer is 5": the innermost statement
+            while inner and len(inner[-1]) < len(raw):
+                raw = inner[-1]
+                inner = pattern.findall(raw)
             answer = clean(raw)
             if answer:
                 return answer.rstrip(".。")
