@@ -209,3 +209,18 @@ def test_loss_weight_on_a_prompt_turn_is_a_counted_warning(tmp_path):
     rec, rep = one(tmp_path, {"messages": [{"role": "user", "content": "Q", "loss_weight": 1},
                                            {"role": "assistant", "content": "A"}]})
     assert rep.warnings["loss_weight_ignored"] == 1 and rec["messages"][0]["loss_weight"] == 1
+
+
+def test_openai_per_message_weight_is_loss_weight(tmp_path):
+    """OpenAI's fine-tuning files mark assistant messages with ``weight: 0|1``; it means loss_weight."""
+    from tests.data.helpers import one, reject
+
+    rec, _ = one(tmp_path, {"messages": [{"role": "user", "content": "Q"},
+                                         {"role": "assistant", "content": "bad", "weight": 0},
+                                         {"role": "user", "content": "again"},
+                                         {"role": "assistant", "content": "good", "weight": 1}]})
+    assert [m.get("loss_weight") for m in rec["messages"]] == [None, 0, None, 1]
+    assert "turns" not in rec["meta"]  # consumed, not kept twice
+    rej = reject(tmp_path, {"messages": [{"role": "user", "content": "Q"},
+                                         {"role": "assistant", "content": "A", "weight": 0.5}]})
+    assert rej["field"] == "messages[1].weight"

@@ -110,7 +110,8 @@ def parse_turns(turns: list, field: str, ctx: Ctx) -> tuple[list[dict], list[dic
                               "system, tool/observation, function_call)")
         msg = _message(role, turn, ck, f"{where}.{ck}", ctx)
         messages.append(msg)
-        extra = {k: v for k, v in turn.items() if k not in (rk, ck) and k not in _MESSAGE_KEYS}
+        taken = ("weight",) if msg["role"] == "assistant" and "loss_weight" not in turn else ()  # read as loss_weight
+        extra = {k: v for k, v in turn.items() if k not in (rk, ck) and k not in _MESSAGE_KEYS and k not in taken}
         if extra:
             turn_meta.append({"turn": i, **extra})
     return messages, turn_meta
@@ -140,6 +141,8 @@ def _message(role: str, turn: dict, ck: str, field: str, ctx: Ctx) -> dict:
         if "reasoning_content" in msg:
             raise RecordError(f"{where}.reasoning_content", "reasoning given both as a field and as content parts")
         msg["reasoning_content"] = text(turn["reasoning_content"], f"{where}.reasoning_content", ctx)
+    if "loss_weight" not in turn and "weight" in turn and msg["role"] == "assistant":
+        msg["loss_weight"] = _loss_weight(turn["weight"], f"{where}.weight")  # OpenAI fine-tuning files' name
     if "loss_weight" in turn:
         msg["loss_weight"] = _loss_weight(turn["loss_weight"], f"{where}.loss_weight")
         if msg["role"] != "assistant" and msg["loss_weight"] == 1:
