@@ -120,8 +120,10 @@ def train(cfg: SFTConfig) -> Path:
             whole = whole_run_train_loss(trainer.state.log_history, trainer.state.global_step)
             if whole is not None:  # the Trainer's own figure covers only the steps since a resume
                 metrics["train_loss"] = whole
-            if has_eval:
-                ev = trainer.evaluate()
+            if has_eval:  # the Trainer may have just evaluated at the last step: reuse it rather than log it twice
+                done = [h for h in trainer.state.log_history
+                        if "eval_loss" in h and h.get("step") == trainer.state.global_step]
+                ev = {k: v for k, v in done[-1].items() if k.startswith("eval_")} if done else trainer.evaluate()
                 metrics.update(ev)
                 if "eval_loss" in ev:
                     metrics["eval_perplexity"] = math.exp(min(ev["eval_loss"], 50))
