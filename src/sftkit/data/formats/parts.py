@@ -3,7 +3,9 @@
 ``[{"type": "text", "text": "What is"}, {"type": "image_url", "image_url": {"url": "a.jpg"}}]`` becomes the
 content ``"What is<image>"`` with ``"a.jpg"`` appended to ``ctx.media["images"]``: each media part leaves its
 placeholder where the part stood, so placeholders and entries keep one order. Reasoning parts
-(``{"type": "reasoning" | "thinking"}``) go to the message's ``reasoning_content``. Media entries are
+(``{"type": "reasoning" | "thinking"}``) go to the message's ``reasoning_content``; tool-call parts
+(``{"type": "tool_call", "value": "{\"name\": ..., \"arguments\": ...}"}``, LLaMA-Factory's v1 files) to its
+``tool_calls``; media parts may give their path as ``value`` too. Media entries are
 checked later, with the record's other media (``validate.resolve_media``): a path, a ``file://`` URL or an
 inline ``data:`` URI; OpenAI ``input_audio`` (base64 ``data`` + ``format``) becomes a ``data:audio/...`` URI.
 """
@@ -29,8 +31,10 @@ def is_parts(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(p, dict) for p in value)
 
 
-def content_parts(parts: list[dict], field: str, role: str, ctx: Ctx, reasoning: list[str]) -> str:
-    """Flatten content parts to text with placeholders; media go to ``ctx.media``, reasoning to ``reasoning``."""
+def content_parts(parts: list[dict], field: str, role: str, ctx: Ctx, reasoning: list[str],
+                  calls: list | None = None) -> str:
+    """Flatten content parts to text with placeholders; media go to ``ctx.media``, reasoning to ``reasoning``,
+    ``{"type": "tool_call", "value": ...}`` parts (LLaMA-Factory's v1 files) to ``calls``."""
     out = []
     for j, part in enumerate(parts):
         where = f"{field}[{j}]"
@@ -44,6 +48,13 @@ def content_parts(parts: list[dict], field: str, role: str, ctx: Ctx, reasoning:
             if role != "assistant":
                 raise RecordError(where, f"only assistant turns carry reasoning, not {role}")
             reasoning.append(_part_text(part, ("text", kind, "reasoning", "thinking", "value"), where, ctx))
+        elif kind in ("tool_call", "function_call") and calls is not None:
+            if role != "assistant":
+                raise RecordError(where, f"only assistant turns make tool calls, not {role}")
+            key = next((k for k in ("value", kind, "function") if k in part), None)
+            if key is None:
+                raise RecordError(where, f"{kind} part has no call ('value')")
+            calls.append((part[key], f"{where}.{key}"))
         elif kind in _MEDIA_TYPES:
             media = _MEDIA_TYPES[kind]
             ctx.media.setdefault(media, []).append(_audio_data(part, where) if kind == "input_audio"
@@ -64,7 +75,7 @@ def _part_text(part: dict, keys: tuple[str, ...], where: str, ctx: Ctx) -> str:
 def _locator(part: dict, kind: str, media: str, where: str) -> str:
     """The path / URL / data URI of a media part: ``{kind: str | {"url": ...}}``, or ``url`` / ``path``."""
     singular = media[:-1]
-    for key in (kind, f"{singular}_url", singular, "url", "path"):
+    for key in (kind, f"{singular}_url", singular, "url", "path", "value"):
         value = part.get(key)
         if isinstance(value, dict):
             value = value.get("url", value.get("path"))
@@ -73,7 +84,7 @@ def _locator(part: dict, kind: str, media: str, where: str) -> str:
             return value
         if value is not None:
             raise RecordError(f"{where}.{key}", f"expected a file path or URL, got a JSON {json_type(value)}")
-    raise RecordError(where, f"{kind} part has no path or URL ({kind!r}, 'url' or 'path')")
+    raise RecordError(where, f"{kind} part has no path or URL ({kind!r}, 'url', 'path' or 'value')")
 
 
 def _audio_data(part: dict, where: str) -> str:

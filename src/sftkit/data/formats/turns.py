@@ -127,11 +127,13 @@ def _message(role: str, turn: dict, ck: str, field: str, ctx: Ctx) -> dict:
             raise RecordError(f"{where}.tool_calls", f"only assistant turns make tool calls, not {role}")
         if ck not in turn and not calls:
             raise RecordError(field, "turn has no content ('value' or 'content')")
-        msg = {"role": role, "content": _content(turn.get(ck), field, role, ctx, reasoning := [])}
+        msg = {"role": role, "content": _content(turn.get(ck), field, role, ctx, reasoning := [], part_calls := [])}
         if reasoning:
             msg["reasoning_content"] = "\n".join(reasoning)
         if calls:
             msg["tool_calls"] = parse_tool_calls(calls, f"{where}.tool_calls")
+        for value, at in part_calls:  # tool calls given as content parts, after any tool_calls field
+            msg.setdefault("tool_calls", []).extend(parse_tool_calls(value, at))
         for k in ("tool_call_id", "name"):
             if turn.get(k) is not None:
                 msg[k] = text(turn[k], f"{where}.{k}", ctx)
@@ -151,9 +153,9 @@ def _message(role: str, turn: dict, ck: str, field: str, ctx: Ctx) -> dict:
     return {k: msg[k] for k in MESSAGE_KEYS if k in msg}
 
 
-def _content(value: Any, field: str, role: str, ctx: Ctx, reasoning: list[str]) -> str:
+def _content(value: Any, field: str, role: str, ctx: Ctx, reasoning: list[str], calls: list) -> str:
     if is_parts(value):
-        return content_parts(value, field, role, ctx, reasoning)
+        return content_parts(value, field, role, ctx, reasoning, calls)
     return text(value, field, ctx, required=False)
 
 
