@@ -64,9 +64,12 @@ def _entry_sources(name: str, entry: dict, root: Path, opts: ConvertOptions, see
     remote = [k for k in _NETWORK_KEYS if entry.get(k)]
     if remote:
         where = entry[remote[0]]
+        how = {"hf_hub_url": f"`huggingface-cli download {where} --repo-type dataset --local-dir DIR`",
+               "ms_hub_url": f"`modelscope download --dataset {where} --local_dir DIR`"}.get(remote[0], "its hub's tool")
+        parts = ", ".join(f"{k} {entry[k]!r}" for k in ("subset", "folder", "split") if entry.get(k))
         raise SftkitError(
             f"dataset {name!r} is fetched from the network ({remote[0]}: {where}) and sftkit works offline; "
-            f"download it yourself (e.g. `huggingface-cli download {where} --repo-type dataset --local-dir DIR`), "
+            f"download it yourself (e.g. {how}{f'; the entry reads {parts} of it' if parts else ''}), "
             "then add an entry with \"file_name\" pointing at the local copy")
     if not entry.get("file_name"):
         raise SftkitError(f"dataset {name!r}: entry has no file_name")
