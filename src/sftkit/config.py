@@ -16,8 +16,9 @@ from typing import Literal, Union
 import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from sftkit.data.source import DatasetSpec, DataSource  # noqa: F401  (DatasetSpec: old name)
+from sftkit.data.source import DataSource
 from sftkit.errors import SftkitError
+from sftkit.files import read_text
 from sftkit.generation import DEFAULT_MAX_NEW_TOKENS
 
 BASE_MODEL = "sftkit-tiny"  # the small pretrained model shipped inside the package
@@ -286,11 +287,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     source = str(path) if path else "config"
     if path is not None:
         try:
-            raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise SftkitError(f"{path}: config not found") from None
-        except (IsADirectoryError, UnicodeDecodeError) as e:
-            raise SftkitError(f"{path}: " + ("is a folder, not a file" if isinstance(e, IsADirectoryError) else "not a UTF-8 text file")) from None
+            raw = yaml.safe_load(read_text(path, "config")) or {}
         except yaml.YAMLError as e:
             raise SftkitError(f"{path}: not valid YAML ({_yaml_problem(e)})") from None
     raw = {} if raw is None else raw
@@ -364,11 +361,7 @@ def format_fields(model: type[BaseModel] = SFTConfig) -> str:
 def load_eval_config(path: str | Path) -> tuple[EvalConfig, str]:
     """The ``eval:`` section and model of a train config, or of an eval-only config (``model`` + ``eval``)."""
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise SftkitError(f"{path}: config not found") from None
-    except (IsADirectoryError, UnicodeDecodeError) as e:
-        raise SftkitError(f"{path}: " + ("is a folder, not a file" if isinstance(e, IsADirectoryError) else "not a UTF-8 text file")) from None
+        raw = yaml.safe_load(read_text(path, "config")) or {}
     except yaml.YAMLError as e:
         raise SftkitError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(raw, dict):

@@ -35,9 +35,11 @@ import yaml
 from pydantic import ValidationError
 
 from sftkit.data.formats.base import put_meta
-from sftkit.data.pipeline import ConvertOptions, Report, relative_media
+from sftkit.data.pipeline import ConvertOptions, Report
 from sftkit.data.source import DataSource, apportion, load, weighted
+from sftkit.data.writing import relative_media
 from sftkit.errors import SftkitError
+from sftkit.files import read_text
 from sftkit.schema import record_kind
 
 _SPEC_KEYS = {"seed", "size", "categories", "sources"}
@@ -62,11 +64,7 @@ def load_spec(path: str | Path) -> dict:
     """Read and check a mix spec; unknown keys and bad values are errors that say what to change."""
     path = Path(path)
     try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SftkitError(f"{path}: mix spec not found") from None
-    except (IsADirectoryError, UnicodeDecodeError) as e:
-        raise SftkitError(f"{path}: " + ("is a folder, not a file" if isinstance(e, IsADirectoryError) else "not a UTF-8 text file")) from None
+        spec = yaml.safe_load(read_text(path, "mix spec"))
     except yaml.YAMLError as e:
         raise SftkitError(f"{path}: not valid YAML ({e})") from None
     if isinstance(spec, dict):

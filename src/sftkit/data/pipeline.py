@@ -16,7 +16,6 @@ format) gives the same bytes.
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -25,14 +24,14 @@ from pathlib import Path
 
 from sftkit.data.dedup import Deduper
 from sftkit.data.formats import FORMATS, Ctx, Options, detect_format
-from sftkit.data.readers import Item, expand_paths, iter_file
+from sftkit.data.readers import Item, _suffix, expand_paths, iter_file
 from sftkit.data.validate import validate
+from sftkit.data.writing import reject_line, relative_media, writable
 from sftkit.errors import RecordError, SftkitError
 from sftkit.progress import progress
-from sftkit.schema import MEDIA_KINDS, origin, valid_origin
+from sftkit.schema import origin, valid_origin
 
 _PEEK = 50  # records looked at to detect a file's format
-_STRICT = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
 
 
 @dataclass
@@ -191,45 +190,6 @@ def _convert_validate(fmt, raw: dict, ctx: Ctx, base: str, opts: ConvertOptions,
 STRICT_READERS = frozenset({".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".txt"})
 
 
-def _reader_suffix(path) -> str:
-    name = Path(path).name.lower().removesuffix(".gz")
-    return os.path.splitext(name)[1]
-
-
-def writable(rec: dict) -> None:
-    """Raise RecordError naming the field when ``rec`` is not strict UTF-8 JSON (lone surrogate, NaN, huge int)."""
-    try:
-        _STRICT(rec).encode("utf-8")
-    except (ValueError, UnicodeEncodeError, RecursionError) as e:
-        fld, reason = _unwritable(rec)
-        raise RecordError(fld, reason or f"cannot be written as JSON ({type(e).__name__})") from None
-
-
-def _unwritable(rec: dict) -> tuple[str, str | None]:
-    """The first value that strict UTF-8 JSON cannot hold, as (field path, reason); walked without recursion."""
-    stack: list[tuple[str, object, int]] = [("", rec, 0)]
-    while stack:
-        path, value, depth = stack.pop()
-        if depth > 500:
-            return path, "nested too deeply"
-        if isinstance(value, str):
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError as e:
-                return path, f"text holds a lone surrogate (U+{ord(value[e.start]):04X}), which is not valid Unicode"
-        elif isinstance(value, float) and not math.isfinite(value):
-            return path, "NaN / Infinity is not valid JSON"
-        elif isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 14000:
-            return path, "integer too long to write"
-        elif isinstance(value, dict):
-            for k, v in reversed(value.items()):
-                stack.append((f"{path}.{k}" if path else str(k), k, depth + 1))
-                stack.append((f"{path}.{k}" if path else str(k), v, depth + 1))
-        elif isinstance(value, list):
-            stack.extend((f"{path}[{i}]", v, depth + 1) for i, v in reversed(list(enumerate(value))))
-    return "", None
-
-
 def convert_item(item: Item, fmt, src: Source, opts: ConvertOptions, base: str, rep: FileReport,
                  check: bool = True):
     """Convert and validate one item; return (records, None) or (None, reject).
@@ -275,7 +235,7 @@ def iter_converted(sources: list[Source], opts: ConvertOptions,
     for src in sources:
         rep = FileReport(str(src.path) if src.name is None else f"{src.name} ({src.path})")
         report.files.append(rep)
-        check = _reader_suffix(src.path) not in STRICT_READERS
+        check = _suffix(Path(src.path)) not in STRICT_READERS
         stream = iter_file(src.path)
         head = [it for _, it in zip(range(_PEEK), stream, strict=False)]
         name, rep.detected = _detect(head, src, opts.mapping)
@@ -365,38 +325,3 @@ def convert_files(sources: list[Source], out: str | Path, rejects: str | Path | 
     if outside:  # where a re-read must be allowed to look
         report.media_root = os.path.commonpath([os.path.dirname(p) for p in outside])
     return report
-
-
-def relative_media(rec: dict, root: str, outside: list | None = None) -> dict:
-    """A copy of ``rec`` whose absolute media paths under ``root`` are relative to it; paths outside it stay
-    absolute (appended to ``outside``); ``data:`` URIs stay as they are."""
-    kinds = [k for k in MEDIA_KINDS if rec.get(k)]
-    if not kinds:
-        return rec
-    out = dict(rec)
-    prefix = root.rstrip(os.sep) + os.sep
-    for k in kinds:
-        paths = []
-        for p in rec[k]:
-            if os.path.isabs(p) and p.startswith(prefix):
-                p = os.path.relpath(p, root)
-            elif os.path.isabs(p) and outside is not None:
-                outside.append(p)
-            paths.append(p)
-        out[k] = paths
-    return out
-
-
-def reject_line(rej: dict) -> str:
-    """One rejects-file line; a raw value strict JSON cannot hold (lone surrogate, NaN, depth) is kept as text."""
-    try:
-        line = json.dumps(rej, ensure_ascii=False, allow_nan=False, default=str)
-        line.encode("utf-8")
-        return line
-    except (ValueError, UnicodeEncodeError, RecursionError):
-        pass
-    try:  # \uXXXX escapes keep lone surrogates exactly; NaN is kept inside the raw text
-        raw = json.dumps(rej["raw"], ensure_ascii=True, default=str)
-    except (ValueError, RecursionError):
-        raw = "(the raw record cannot be written: nested too deeply or an integer too long)"
-    return json.dumps({**rej, "raw": raw, "raw_as_text": True}, ensure_ascii=True, default=str)

@@ -18,6 +18,7 @@ from sftkit.data.formats import Options
 from sftkit.data.pipeline import ConvertOptions, Source
 from sftkit.data.readers import expand_paths
 from sftkit.errors import SftkitError
+from sftkit.files import read_text
 from sftkit.textutil import json_type
 
 _NETWORK_KEYS = ("hf_hub_url", "ms_hub_url", "om_hub_url", "script_url", "cloud_file_name")
@@ -30,12 +31,7 @@ def load_registry(path: str | Path) -> dict:
     if path.is_dir():
         path = path / "dataset_info.json"
     try:
-        with open(path, encoding="utf-8-sig") as fh:
-            data = json.load(fh)
-    except FileNotFoundError:
-        raise SftkitError(f"{path}: registry not found") from None
-    except (IsADirectoryError, UnicodeDecodeError) as e:
-        raise SftkitError(f"{path}: " + ("is a folder, not a file" if isinstance(e, IsADirectoryError) else "not a UTF-8 text file")) from None
+        data = json.loads(read_text(path, "registry"))
     except json.JSONDecodeError as e:
         raise SftkitError(f"{path}: registry is not valid JSON (line {e.lineno}: {e.msg})") from None
     if not isinstance(data, dict):

@@ -24,14 +24,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from sftkit.data.pipeline import (
-    ConvertOptions,
-    Report,
-    Source,
-    iter_converted,
-    reject_line,
-    sources_from_paths,
-)
+from sftkit.data.pipeline import ConvertOptions, Report, Source, iter_converted, sources_from_paths
+from sftkit.data.writing import reject_line
 from sftkit.errors import SftkitError
 
 
@@ -113,9 +107,6 @@ class DataSource(BaseModel):
         return found
 
 
-DatasetSpec = DataSource  # the name train configs used before
-
-
 @dataclass
 class Pool:
     """The converted records of one source, and its accounting."""
@@ -134,10 +125,7 @@ def iter_source(ds: DataSource, report: Report, *, seed: int = 42, purpose: str 
     dropping the unanswered turn. ``replace`` substitutions are applied to converted records.
     """
     opts = ds.options(prompts=purpose == "prompts", **options)
-    sources = ds.sources(opts, seed)
-    for s in sources:
-        s.options.prompts = purpose == "prompts"
-    for _, records, rej in iter_converted(sources, opts, report):
+    for _, records, rej in iter_converted(ds.sources(opts, seed), opts, report):
         if rej is not None:
             rej.setdefault("dataset", ds.label)
             yield None, rej
