@@ -103,6 +103,10 @@ def test_stop_string_cuts_the_reply_and_finishes_with_stop(base):
     assert cut[0].text == text[:8] and cut[0].finish_reason == "stop"
     assert 0 < cut[0].completion_tokens < free[0].completion_tokens
     assert cut[1].text == free[1].text and cut[1].finish_reason == "length"  # its neighbour in the batch runs on
+    # token_ids (what an RL rollout trains on) are the ids kept: all 24, or through the stop string
+    assert len(free[0].token_ids) == 24 and tok.decode(free[0].token_ids, skip_special_tokens=True) == text
+    assert len(cut[0].token_ids) == cut[0].completion_tokens and free[0].token_ids[:len(cut[0].token_ids)] == cut[0].token_ids
+    assert stop in tok.decode(cut[0].token_ids) and stop not in tok.decode(cut[0].token_ids[:-1])
     # streaming: the same reply, and no piece ever shows text of the stop string
     s = stream(model, tok, renderer, ASK, options=greedy(stop=[stop]))
     pieces = list(s)
@@ -129,6 +133,7 @@ def test_end_of_turn_finishes_with_stop(base):
     finally:
         hook.remove()
     assert (done.text, done.finish_reason, done.completion_tokens) == ("", "stop", 1)
+    assert done.token_ids == [tok.convert_tokens_to_ids("<|im_end|>")]  # the end of turn is kept: it is learned
 
 
 def test_sampling_is_seeded_without_moving_the_global_rng(base):

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Literal, Union
 
 import yaml
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
+from sftkit.config_rl import SAMPLING_STAGES, STAGE_NAMES, RLConfig, Stage
 from sftkit.data.source import DataSource
 from sftkit.errors import SftkitError
 from sftkit.files import read_text
@@ -150,13 +151,23 @@ class EvalConfig(Strict):
                                 "default as the CLI)")
     batch_size: int = Field(16, ge=1, description="prompts generated together (left padded)")
     stop: list[str] = Field([], description="stop strings: a reply ends before the first of them")
+    samples: int = Field(1, ge=1, description="answers sampled per prompt: above 1, pass@k (k = 1..samples) and "
+                         "majority vote (self-consistency) are reported besides the first answer's metrics")
+    temperature: float = Field(0.0, ge=0, description="sampling temperature (0: greedy; samples > 1 needs > 0)")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling when temperature > 0")
 
 
 class SFTConfig(Strict):
-    """A whole fine-tuning run."""
+    """A whole fine-tuning run (or, with ``stages``, a chain of runs in one folder)."""
 
-    stage: Literal["sft"] = Field("sft", description="training stage: sft (supervised fine-tuning); preference "
-                                  "and RL stages (dpo, kto, orpo, simpo, grpo, ppo, rft) are added as recipes")
+    _stage_configs: list = PrivateAttr(default_factory=list)  # the expanded `stages`, set by load_config
+
+    stage: Stage = Field("sft", description="training stage: sft (supervised fine-tuning); dpo, kto, orpo, "
+                         "simpo (preference pairs / labels); grpo, rloo (RL with rewards); rft (rejection sampling: "
+                         "keep verified answers, fine-tune on them); ppo is refused (trl no longer ships it)")
+    stages: list[dict] = Field([], description="run several stages in one run folder, in order (e.g. sft then "
+                               "grpo: ReFT): each entry overrides keys of this config (stage, data, train, rl, ...); "
+                               "each stage starts from the previous stage's model")
     model: str = Field(BASE_MODEL, description="Hugging Face id (local cache), local folder, run folder, or "
                        "sftkit-tiny (shipped)")
     template: str | None = Field(None, description="built-in chat template; none: the tokenizer's own chat_template")
@@ -171,6 +182,8 @@ class SFTConfig(Strict):
     data: DataConfig = Field(description="training (and eval-loss) data")
     train: TrainArgs = Field(TrainArgs(), description="optimisation, checkpoints, run folder")
     eval: EvalConfig = Field(EvalConfig(), description="generation metrics on held-out data")
+    rl: RLConfig = Field(RLConfig(), description="preference (dpo, kto, orpo, simpo) and RL (grpo, rloo, rft) "
+                         "settings")
 
     @model_validator(mode="before")
     @classmethod
@@ -213,6 +226,21 @@ class SFTConfig(Strict):
             raise ValueError("eval.every_steps needs eval.data (a file with reference replies)")
         if self.method == "pissa" and self.lora.init == "default":
             self.lora.init = "pissa"
+        if self.stage == "ppo":
+            raise ValueError("stage 'ppo': trl 1.x no longer ships a PPO trainer (no value model to build on); use "
+                             "stage grpo (PPO's clipped objective with group baselines) or rloo")
+        if self.eval.samples > 1 and self.eval.temperature == 0:
+            raise ValueError("eval.samples > 1 needs eval.temperature > 0 (greedy decoding repeats one answer)")
+        if self.stage in SAMPLING_STAGES and not self.rl.rewards:
+            raise ValueError(f"stage {self.stage!r} needs at least one reward in rl.rewards")
+        if self.stages:
+            bad = [i for i, s in enumerate(self.stages) if not isinstance(s, dict) or "stage" not in s]
+            if bad:
+                raise ValueError(f"stages[{bad[0]}]: each entry is a mapping with at least `stage:` "
+                                 f"(one of {', '.join(STAGE_NAMES)}) and the keys it overrides")
+            nested = [i for i, s in enumerate(self.stages) if "stages" in s]
+            if nested:
+                raise ValueError(f"stages[{nested[0]}]: a stage cannot hold `stages` of its own")
         return self
 
 
@@ -307,6 +335,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             cfg.data.eval_file = str(base / cfg.data.eval_file)
         if cfg.eval.data and not Path(cfg.eval.data).is_absolute():
             cfg.eval.data = str(base / cfg.eval.data)
+    if cfg.stages:  # check every stage now, not after hours of the first one
+        from sftkit.train.chain import expand
+
+        cfg._stage_configs = expand(cfg, Path(path).resolve().parent if path is not None else None, source)
     return cfg
 
 
@@ -335,6 +367,8 @@ def describe_fields(model: type[BaseModel] = SFTConfig, prefix: str = "") -> lis
             default = ""
         else:
             value = f.get_default(call_default_factory=True)
+            if isinstance(value, list):  # e.g. rl.rewards: a list of sections
+                value = [v.model_dump() if isinstance(v, BaseModel) else v for v in value]
             default = "none" if value is None else yaml.safe_dump(value, default_flow_style=True).strip()
             default = default.removesuffix("\n...").strip()
         rows.append((key, "section" if section else _type_name(ann), default, f.description or ""))

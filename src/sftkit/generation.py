@@ -60,6 +60,7 @@ class Completion:
     finish_reason: str  # "stop" (end of turn or a stop string), "length" or "tool_calls"
     prompt_tokens: int
     completion_tokens: int
+    token_ids: list[int] = field(default_factory=list)  # the generated ids kept (through end of turn or stop)
 
     def message(self) -> dict:
         """The reply as a canonical assistant message (to append to the conversation)."""
@@ -285,7 +286,7 @@ def _completion(tokenizer, new: list[int], prompt_len: int, stop: list[str], eos
     content, calls = parse_tool_calls(text)
     if calls and reason == "stop":
         reason = "tool_calls"
-    return Completion(text, content, calls, reason, prompt_len, used)
+    return Completion(text, content, calls, reason, prompt_len, used, list(new[:used]))
 
 
 def _stop_at(text: str, stop: list[str]) -> int | None:

@@ -29,6 +29,10 @@ def resolve(name: str) -> str:
     p = Path(name)
     if any((p / "final" / f).exists() for f in ("config.json", "adapter_config.json", "bottleneck.json")):
         return str(p / "final")  # a run folder
+    if (p / "pipeline.json").is_file():  # a chain of stages: its last stage's model
+        from sftkit.train.chain import last_stage
+
+        return resolve(str(last_stage(p)))
     return name
 
 
@@ -112,6 +116,10 @@ def default_dtype(precision: str = "auto") -> torch.dtype:
     return torch.float32
 
 
+def _is_adapter_run(path: str) -> bool:
+    return (Path(path) / "adapter_config.json").is_file()
+
+
 def load_model(name: str, *, precision: str = "auto", quantize: bool = False, trust_remote_code: bool = False):
     """A causal LM (a trained adapter is loaded on its base model)."""
     from transformers import AutoModelForCausalLM
@@ -141,7 +149,11 @@ def load_model(name: str, *, precision: str = "auto", quantize: bool = False, tr
 
             base = run_info(path).get("base_model") or json.loads((Path(path) / "adapter_config.json").read_text())[
                 "base_model_name_or_path"]
-            model = AutoModelForCausalLM.from_pretrained(resolve(base), **kwargs)
+            if _is_adapter_run(resolve(base)):  # an adapter trained on a merged earlier stage (SFT, then DPO)
+                model = load_model(base, precision=precision, quantize=quantize,
+                                   trust_remote_code=trust_remote_code).merge_and_unload()
+            else:
+                model = AutoModelForCausalLM.from_pretrained(resolve(base), **kwargs)
             return PeftModel.from_pretrained(model, path)
         return AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as e:

@@ -32,7 +32,12 @@ def _load(raw, overrides=None):
     (BASE, ["train.max_steps=0"], "max_steps must be > 0, or -1 to use epochs"),
     (BASE, ["train.max_steps=-5"], "max_steps must be > 0, or -1 to use epochs"),
     (BASE, ["method=p_tuning", "data.packing=true"], "packing does not work with method 'p_tuning'"),
-    (BASE, ["stage=dpo"], "stage"),
+    (BASE, ["stage=ppo"], "trl 1.x no longer ships a PPO trainer"),
+    (BASE, ["eval.samples=4"], "eval.temperature > 0"),
+    (BASE, ["stage=grpo", "rl.rewards=[]"], "needs at least one reward"),
+    (BASE, ["stages=[{train: {}}]"], "stages[0]: each entry is a mapping with at least `stage:`"),
+    (BASE, ["stages=[{stage: sft}, {stage: dpo, method: prefix}]"], "stages[1], stage dpo"),
+    (BASE, ["rl.rewards=[{name: answer_match}, {name: answer_match}]"], "listed twice"),
     (BASE, ["method=ia3", "ia3.feedforward=[up_proj]"], "ia3.feedforward must be a subset of ia3.targets"),
     (BASE, ["adapter.placement=everywhere"], "adapter.placement"),
 ])
@@ -100,6 +105,7 @@ def test_a_broken_config_file_is_one_line(tmp_path):
 
 def test_stages_and_methods_agree():
     """Every stage the config accepts has a recipe with a train function, and every method names known stages."""
+    import importlib
     import typing
 
     from sftkit.config import SFTConfig
@@ -107,10 +113,15 @@ def test_stages_and_methods_agree():
     from sftkit.train import STAGES
 
     literal = set(typing.get_args(SFTConfig.model_fields["stage"].annotation))
-    assert literal == set(STAGES) == {"sft"}
+    assert literal - {"ppo"} == set(STAGES)  # ppo is refused with a reason (trl ships no PPO trainer)
+    assert {"sft", "dpo", "kto", "orpo", "simpo", "grpo", "rloo", "rft"} <= set(STAGES)
     assert _load(BASE).stage == "sft"
+    for stage, module in STAGES.items():
+        assert callable(importlib.import_module(module).train), stage
     for m in METHODS.values():
-        assert m.stages <= set(STAGES), m.name
+        assert m.stages - {"ppo"} <= set(STAGES), m.name
+    for name in ("lora", "qlora", "full", "freeze"):  # the methods every stage supports
+        assert set(STAGES) <= METHODS[name].stages, name
     described = SFTConfig.model_fields["method"].description
     assert all(name in described for name in METHODS)
 
@@ -139,5 +150,5 @@ def test_help_config_lists_fields_with_type_default_and_description(capsys):
     assert "train.max_steps: int = -1\n      optimizer steps to run; -1: use epochs" in out
     assert "lora.targets: list[str] | all-linear = all-linear" in out
     assert "adapter.placement: mlp|both = mlp" in out
-    assert "stage: sft = sft" in out
+    assert "stage: sft|dpo|kto|orpo|simpo|grpo|rloo|ppo|rft = sft" in out and "rl.rewards[].name: str" in out
     assert "data.datasets: list[" in out and "= required" in out

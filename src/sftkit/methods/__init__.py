@@ -8,7 +8,9 @@ instead of name lists scattered over those files:
 - ``adapter``: the result is a small set of weights kept apart from the base model;
 - ``mergeable``: export can fold the adapter into the base weights (the LoRA family, IA3);
 - ``virtual_tokens``: learned tokens are prepended per sequence, so rows cannot be packed;
-- ``stages``: the training stages (``sft``, later preference and RL stages) the method supports;
+- ``stages``: the training stages the method supports (all by default; virtual tokens and bottleneck
+  adapters: ``sft`` and ``rft`` only, since preference and RL trainers need a peft model whose adapter
+  can be switched off to act as the reference);
 - ``save``: how to save the trained result when ``model.save_pretrained`` is not it (bottleneck adapters).
 
 Starting from a run folder (``model: runs/lora``) is handled once, in ``prepare_start``: see its docstring.
@@ -20,7 +22,10 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sftkit.config_rl import STAGE_NAMES
 from sftkit.errors import SftkitError
+
+SFT_ONLY = frozenset({"sft", "rft"})  # rft fine-tunes on sampled answers: an SFT run on new data
 
 
 @dataclass(frozen=True)
@@ -32,7 +37,7 @@ class Method:
     adapter: bool = False
     mergeable: bool = False
     virtual_tokens: bool = False
-    stages: frozenset[str] = field(default_factory=lambda: frozenset({"sft"}))
+    stages: frozenset[str] = field(default_factory=lambda: frozenset(STAGE_NAMES))
     save: Callable | None = None  # (model, folder) -> None; None: model.save_pretrained
 
     @property
@@ -100,12 +105,18 @@ def prepare_start(model, cfg, method: Method) -> tuple[object, bool]:
       adapters that cannot be merged (virtual tokens, bottleneck adapters) are an error;
     - the same adapter method (lora/pissa/qlora count as one): training continues that adapter, with its
       saved rank and targets (``lora.*`` settings do not apply), from its trained values;
-    - another adapter method: an error; ``sftkit export`` the run first and start from the merged folder.
+    - another adapter method: an error; ``sftkit export`` the run first and start from the merged folder;
+    - a preference or RL stage (not ``sft``) with an adapter method from a mergeable adapter run: the adapter is
+      merged and a new one trains on top, so the reference model (adapters switched off) is the start model.
     """
     start = method_for_model(model)
     if start is None:
         return model, False
     where = f"model {cfg.model!r} is a {start.name} run"
+    if cfg.stage != "sft" and method.adapter and start.mergeable:  # the reference is the start model itself
+        note(f"{where}: its adapter is merged into the base and stage {cfg.stage} trains a new {method.name} "
+             "adapter on top (the reference model is the merged start, with the new adapter switched off)")
+        return model.merge_and_unload(), False
     if not method.adapter:
         if not start.mergeable:
             raise SftkitError(f"{where}, whose weights cannot be merged into the base; method {method.name!r} "

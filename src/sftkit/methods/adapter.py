@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from sftkit.errors import SftkitError
-from sftkit.methods import register
+from sftkit.methods import SFT_ONLY, register
 
 WEIGHTS, SETTINGS = "bottleneck.safetensors", "bottleneck.json"
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
@@ -132,6 +132,6 @@ def load_adapter_weights(model, path: str | Path) -> nn.Module:
 
 
 @register("adapter", "bottleneck adapters (Houlsby/Pfeiffer) after each decoder layer's blocks", adapter=True,
-          save=save_adapter_weights)
+          save=save_adapter_weights, stages=SFT_ONLY)
 def apply_adapter(model, cfg):
     return mark_trainable(inject(model, settings_of(cfg)))

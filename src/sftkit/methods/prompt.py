@@ -9,9 +9,9 @@ from peft import (
     get_peft_model,
 )
 
-from sftkit.methods import register
+from sftkit.methods import SFT_ONLY, register
 
-VIRTUAL = {"adapter": True, "virtual_tokens": True}  # prepended per sequence: no packing, nothing to merge
+VIRTUAL = {"adapter": True, "virtual_tokens": True, "stages": SFT_ONLY}  # prepended per sequence: no packing, nothing to merge
 
 
 @register("prefix", "learned key/value prefixes at every layer, re-parameterised by an MLP", **VIRTUAL)

@@ -185,6 +185,11 @@ def mark_complete(ckpt: Path) -> None:
     atomic_write_text(ckpt / COMPLETE, json.dumps({"step": checkpoint_step(ckpt), "files": files}, indent=1))
 
 
+def is_complete_final(run_dir: Path) -> bool:
+    """The run folder holds a finished ``final/`` (it is renamed into place whole, ``sftkit.json`` inside)."""
+    return (Path(run_dir) / "final" / "sftkit.json").is_file()
+
+
 def is_complete(ckpt: Path) -> bool:
     """A checkpoint can be resumed from: marked, and every file of its manifest is there with its size."""
     ckpt = Path(ckpt)

@@ -235,7 +235,9 @@ def save_final(model, tokenizer, cfg: SFTConfig, out: Path, metrics: dict) -> No
             tokenizer.chat_template = get_template(cfg.template).jinja()
         tokenizer.save_pretrained(partial)
         adapter = not any(partial.glob("model*.safetensors"))  # what was saved
-        info = {"base_model": _root_base(cfg.model) if adapter else cfg.model, "method": cfg.method,
+        # an sft adapter continued from an adapter run applies to that run's base; other stages merged the start
+        base = _root_base(cfg.model) if adapter and cfg.stage == "sft" else cfg.model
+        info = {"base_model": base, "stage": cfg.stage, "method": cfg.method,
                 "template": cfg.template, "adapter": adapter, "metrics": metrics}
         atomic_write_text(partial / "sftkit.json", json.dumps(info, indent=2, default=str))
         fsync_tree(partial)
