@@ -212,7 +212,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("demo", help="offline demos on the shipped base: sft (persona, `make demo`) or rl (ReFT: "
+                       "SFT, then GRPO on the same questions)")
+    p.add_argument("which", nargs="?", choices=["sft", "rl"], default="sft")
+    p.add_argument("--seeds", type=_positive_int, default=None, help="rl: how many seeds to run (default 1)")
+    p.set_defaults(func=cmd_demo)
     return parser
+
+
+def cmd_demo(args) -> int:
+    if args.which == "rl":
+        from sftkit.demo_rl import main as rl_main
+
+        rl_main(seeds=args.seeds or 1)
+    else:
+        from sftkit.demo import main as sft_main
+
+        sft_main()
+    return 0
 
 
 def _quiet_third_party() -> None:
