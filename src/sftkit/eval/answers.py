@@ -3,8 +3,10 @@
 Extraction (``extract_answer``), in this order, the last match of the first marker that gives one:
 GSM8K ``#### N``; ``\\boxed{…}``; ``答案：…`` / ``答案是…`` / ``最终答案为…``; "The answer is …" /
 "Final answer: …". The two phrase markers only count when what follows looks like an answer: a number
-(``$40``, ``about 3.5``), a choice letter (``B``, ``(b)``), or a short phrase with no hedging word —
-"The answer is not obvious… So 8." gives ``8``, not "not obvious". Without a marker, the last number.
+(``$40``, ``about 3.5``), a choice letter (``B``, ``(b)``), a yes/no word (``否``, ``不是``, ``no``) or a
+short phrase with no hedging word — "The answer is not obvious… So 8." gives ``8``, not "not obvious".
+Without a marker, the last number; without one, a reply that is nothing but a choice letter (``(B)``,
+``B.``) or a yes/no word (``是``, ``Yes.``) is that answer.
 
 References (``reference_answer``): only an explicit answer counts — ``meta.final_answer`` or one of the
 markers above in the reference. A free-text reference has no final answer (never its last number), so
@@ -19,7 +21,9 @@ Comparison:
   allowed: ``$40``, ``40 km/h``), the first number of the predicted answer must equal it: exactly when
   the reference is a whole number (``1000001`` is not ``1000000``), else within a relative tolerance of
   1e-6 (absolute below 1): ``40`` = ``40.0`` = ``$40`` = ``40 km/h``, ``0.75`` = ``3/4``,
-  ``1,000`` = ``1000``. Otherwise both compare as normalised text.
+  ``1,000`` = ``1000``. When both are yes/no words they compare by polarity: 是 = 对 = 正确 = yes =
+  true = correct; 否 = 不是 = 不对 = 错 = 错误 = no = false = incorrect. Otherwise both compare as
+  normalised text (so a choice ``(B)`` = ``B``).
 - ``exact_match``: the whole reply equals the reference as normalised text, no numeric tolerance.
 - Normalised text: NFKC, case-folded, whitespace and punctuation removed, except the punctuation that
   makes a number (a leading minus, a decimal point or fraction slash between digits), so ``Paris.`` =
@@ -57,6 +61,9 @@ _HEDGES = {"not", "unclear", "unknown", "uncertain", "obvious", "clear", "simple
            "what", "how", "which", "we", "i", "it", "in", "if", "when", "there"}
 _ZH_HEDGES = ("不确定", "不明", "不知道", "无法", "可能", "也许", "大概", "或许", "取决", "如下", "不是")
 _MAX_PHRASE_WORDS, _MAX_PHRASE_CHARS = 5, 40
+_POLARITY = {**dict.fromkeys(("是", "是的", "对", "对的", "正确", "yes", "true", "correct"), True),
+             **dict.fromkeys(("否", "不是", "不对", "错", "错误", "不正确", "no", "false", "incorrect"), False)}
+_BARE_CHOICE = re.compile(r"\(?([A-Ja-j])[).:]?")  # a whole reply that is one choice letter
 _NORM_TOKEN = re.compile(r"(?<![^\W_])-?\d+(?:[./]\d+)*|[^\W_]+")
 
 
@@ -68,6 +75,8 @@ def _phrase_answer(raw: str) -> str | None:
     if m := _CHOICE.match(text):
         return (m.group(1) or m.group(2)).upper()
     phrase = _CLAUSE_END.split(text, maxsplit=1)[0].strip().rstrip(".。!！").strip("*` ")
+    if polarity(phrase) is not None:  # 不是 is an answer here, not a hedge
+        return phrase
     words = re.findall(r"[^\W_]+", phrase.casefold())
     if not words or len(phrase.split()) > _MAX_PHRASE_WORDS or len(phrase) > _MAX_PHRASE_CHARS:
         return None
@@ -98,9 +107,23 @@ def last_number(text: str) -> str | None:
     return numbers[-1].strip() if numbers else None
 
 
+def polarity(answer: str | None) -> bool | None:
+    """True / False for a yes/no word (是, 否, yes, no, true, false, ...), None for anything else."""
+    return _POLARITY.get(normalize_text(answer)) if answer else None
+
+
+def bare_answer(text: str) -> str | None:
+    """A reply that is nothing but a choice letter (``(B)``, ``b.``) or a yes/no word (``是``, ``No.``)."""
+    s = (text or "").strip().strip("*`").strip().rstrip(".。!！").strip()
+    if m := _BARE_CHOICE.fullmatch(s):
+        return m.group(1).upper()
+    return s if polarity(s) is not None else None
+
+
 def extract_answer(text: str) -> str | None:
-    """The answer a reply states: an explicit marker first, else its last number; None when there is none."""
-    return marked_answer(text) or last_number(text)
+    """The answer a reply states: an explicit marker first, else its last number, else a bare choice letter
+    or yes/no word; None when there is none."""
+    return marked_answer(text) or last_number(text) or bare_answer(text)
 
 
 def reference_answer(reference: str, meta: dict | None = None) -> str | None:
@@ -151,6 +174,8 @@ def answers_match(predicted: str | None, reference: str | None) -> bool:
         if ref.is_integer() and abs(ref) < 2**53:  # whole-number answers (counts, GSM8K) compare exactly
             return pred == ref
         return abs(pred - ref) <= 1e-6 * max(1.0, abs(ref))
+    if (ref_polarity := polarity(reference)) is not None and polarity(predicted) is not None:
+        return polarity(predicted) == ref_polarity
     return normalize_text(predicted) == normalize_text(reference)
 
 
