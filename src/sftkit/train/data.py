@@ -28,14 +28,16 @@ def eval_source(cfg: SFTConfig) -> DataSource | None:
     return DataSource(path=ev) if isinstance(ev, str) else ev
 
 
-def load_records(cfg: SFTConfig, run_dir: Path | None = None) -> tuple[list[dict], list[dict], dict]:
-    """(train records, eval records, report) for the config's sources; rejects go to ``run_dir/rejects.jsonl``."""
+def load_records(cfg: SFTConfig, run_dir: Path | None = None, purpose: str = "train") -> tuple[list[dict], list[dict], dict]:
+    """(train records, eval records, report) for the config's sources; rejects go to ``run_dir/rejects.jsonl``.
+
+    ``purpose="prompts"`` (RL stages) also keeps prompt-only records (conversations ending with a user turn)."""
     rng = random.Random(cfg.data.seed)
     report = Report()
     rejects = run_dir / "rejects.jsonl" if run_dir is not None else None
     if rejects is not None:
         rejects.unlink(missing_ok=True)  # an earlier run's rejects would mislead
-    pools = load(cfg.data.datasets, seed=cfg.data.seed, report=report, rejects=rejects)
+    pools = load(cfg.data.datasets, seed=cfg.data.seed, report=report, rejects=rejects, purpose=purpose)
     names = _unique([p.source.label for p in pools])
     train_pools, weights, evals, per_source = {}, {}, [], {}
     for name, pool in zip(names, pools, strict=True):
@@ -51,7 +53,7 @@ def load_records(cfg: SFTConfig, run_dir: Path | None = None) -> tuple[list[dict
         mixed = mixed[: cfg.data.max_samples]
     ev = eval_source(cfg)
     if ev is not None:
-        (eval_pool,) = load([ev], seed=cfg.data.seed, report=report, rejects=rejects)
+        (eval_pool,) = load([ev], seed=cfg.data.seed, report=report, rejects=rejects, purpose=purpose)
         evals = eval_pool.records
         per_source[f"eval: {ev.label}"] = {"read": eval_pool.read, "rejected": eval_pool.rejected,
                                            "records": len(evals), "eval": len(evals)}
