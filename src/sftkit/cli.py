@@ -95,6 +95,7 @@ def cmd_eval(args) -> int:
 
     models, data, fmt = args.model or [], args.data, args.format
     max_samples, max_new, batch, stop = args.max_samples, args.max_new_tokens, args.batch_size, args.stop
+    samples, temperature, top_p = args.samples, args.temperature, args.top_p
     if args.config:
         from sftkit.config import load_eval_config
 
@@ -104,6 +105,9 @@ def cmd_eval(args) -> int:
         max_samples = max_samples if max_samples is not None else ev.max_samples
         max_new = max_new if max_new is not None else ev.max_new_tokens
         batch, stop = batch if batch is not None else ev.batch_size, stop or ev.stop
+        samples = samples if samples is not None else ev.samples
+        temperature = temperature if temperature is not None else ev.temperature
+        top_p = top_p if top_p is not None else ev.top_p
     if not models or not data:
         raise SftkitError("sftkit eval needs --model and --data (or --config with an eval: section)")
     if len(models) > 2:
@@ -112,7 +116,8 @@ def cmd_eval(args) -> int:
         raise SftkitError("comparing two models needs -o DIR (each evaluation is written to DIR/a and DIR/b)")
     outs = [args.output] if len(models) == 1 else [str(Path(args.output) / "a"), str(Path(args.output) / "b")]
     for model, out in zip(models, outs, strict=True):
-        opts = _generation_options(args, batch if batch is not None else 16, max_new_tokens=max_new, stop=stop)
+        opts = _generation_options(args, batch if batch is not None else 16, max_new_tokens=max_new, stop=stop,
+                                   n=samples or 1, temperature=temperature, top_p=top_p)
         evaluate(model, data, out, fmt=fmt, max_samples=max_samples, options=opts)
         if out:
             print(f"wrote {out}/metrics.json, predictions.jsonl, report.md\n")
@@ -136,8 +141,10 @@ def _add_generation_args(p: argparse.ArgumentParser, from_config: bool = False) 
 
     p.add_argument("--max-new-tokens", type=_positive_int, default=None if from_config else N,
                    help=f"longest reply in tokens (default {N}{' or the config' if from_config else ''})")
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
-    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--temperature", type=float, default=None if from_config else 0.0,
+                   help=f"0 = greedy (default 0{' or the config' if from_config else ''})")
+    p.add_argument("--top-p", type=float, default=None if from_config else 1.0,
+                   help=f"nucleus sampling (default 1{' or the config' if from_config else ''})")
     p.add_argument("--top-k", type=_positive_int, help="sample from the k most likely tokens only (default: no limit)")
     p.add_argument("--stop", action="append", default=[], metavar="TEXT",
                    help="end a reply before this text (repeat for several)")
@@ -153,7 +160,8 @@ def _generation_options(args, batch_size: int = 1, **fields):
              "top_k": args.top_k, "stop": list(args.stop), "seed": args.seed, "batch_size": batch_size, **fields}
     if given["max_new_tokens"] is None:
         given["max_new_tokens"] = DEFAULT_MAX_NEW_TOKENS
-    return GenerationOptions(**given)
+    unset = [k for k in ("temperature", "top_p") if given[k] is None]  # eval: neither flag nor config gave one
+    return GenerationOptions(**{k: v for k, v in given.items() if k not in unset})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -196,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="output folder (eval) or CSV (sheet)")
     p.add_argument("--compare", nargs=2, metavar=("DIR_A", "DIR_B"), help="side by side of two eval folders")
     p.add_argument("--max-samples", type=_positive_int)
+    p.add_argument("--samples", type=_positive_int, default=None, help="answers sampled per prompt (default 1 or "
+                   "the config); above 1 adds pass@k and majority vote (maj@n) and needs --temperature > 0")
     p.add_argument("--batch-size", type=_positive_int, default=None, help="default 16")
     _add_generation_args(p, from_config=True)
     p.add_argument("--seed", type=int, default=42, help="sheet shuffling and sampling")

@@ -20,6 +20,38 @@ ROWS = [  # (label, how to read it from metrics.json)
     ("loss (reference replies)", lambda m: m["loss"]),
     ("perplexity", lambda m: m["perplexity"]),
 ]
+SAMPLING_ROWS = [  # only when several answers were sampled per prompt (metrics["sampling"])
+    ("pass@1 (sampled)", lambda m: m["pass@k"]["1"]),
+    ("pass@n (all n samples)", lambda m: m["pass@k"][str(m["sampling"]["samples"])]),
+    ("majority vote (maj@n)", lambda m: m[f"maj@{m['sampling']['samples']}"]),
+]
+
+
+def _sampling_rows(m: dict) -> list[tuple[str, object]]:
+    """(label, value) of every pass@k and of maj@n, when the evaluation sampled several answers."""
+    if not isinstance(m.get("sampling"), dict):
+        return []
+    n = m["sampling"]["samples"]
+    return [*((f"pass@{k}", v) for k, v in m["pass@k"].items()), (f"maj@{n}", m[f"maj@{n}"])]
+
+
+def _sampling_notes(m: dict) -> list[str]:
+    """How pass@k and maj@n were computed, for report.md."""
+    if not isinstance(m.get("sampling"), dict):
+        return []
+    sm, g = m["sampling"], m.get("generation", {})
+    n = sm["samples"]
+    return [f"- Sampling: {n} answers per prompt (temperature {g.get('temperature')}, top_p {g.get('top_p')}, "
+            f"seed {g.get('seed')}); BLEU to answer accuracy read the first answer of each prompt. pass@k and "
+            f"maj@{n} are means over the {sm['answer_samples']} records with a final answer; "
+            f"{sm['no_answer_share']:.1%} of all samples had no extractable answer.",
+            "- pass@k: per record, with c of the n samples correct (the answer accuracy compare), the unbiased "
+            "estimator of Chen et al. 2021, 1 - C(n-c, k) / C(n, k): the chance that at least one of k samples "
+            "drawn without replacement is correct; pass@1 is the mean share of correct samples.",
+            f"- maj@{n} (self-consistency): the answer most of the n samples give is compared with the final "
+            "answer. Answers vote together when they compare equal (numerically for numbers: 72, 72.0 and $72 "
+            "are one vote); samples without an answer do not vote (none at all: wrong); a tie goes to the answer "
+            f"that appeared first ({sm['tied_votes']} records had a tied vote)."]
 
 
 def _fmt(v) -> str:
@@ -30,10 +62,14 @@ def metrics_table(m: dict) -> str:
     """Aligned text table of one evaluation."""
     lines = [f"{m.get('model', '')} on {m.get('data', '')} ({m['samples']} samples)"]
     lines += [f"  {label:<28}{_fmt(get(m)):>12}" for label, get in ROWS]
+    lines += [f"  {label:<28}{_fmt(v):>12}" for label, v in _sampling_rows(m)]
     lines.append(f"  BLEU: one corpus score, tokenize={m.get('bleu_tokenize', '?')}; ROUGE F1 x100, tokenized per "
                  "pair from the reference (Chinese pairs by characters and by jieba words)")
     lines.append(f"  answer accuracy over {m.get('answer_samples', 0)} of {m['samples']} records "
                  "(those with a final answer)")
+    if _sampling_rows(m):
+        lines.append(f"  {m['sampling']['samples']} samples per prompt: pass@k and maj@n over all of them (over "
+                     f"{m['sampling']['answer_samples']} records), the other metrics over the first")
     if m.get("skipped"):
         lines.append("  not evaluated: " + ", ".join(f"{k} {v}" for k, v in m["skipped"].items()))
     return "\n".join(lines)
@@ -45,6 +81,7 @@ def write_report(out: Path, m: dict, examples: int = 10) -> None:
              f"{'greedy' if m['generation']['greedy'] else 'sampling'}, max {m['generation']['max_new_tokens']} new tokens.",
              "", "| metric | value |", "| --- | --- |"]
     lines += [f"| {label} | {_fmt(get(m))} |" for label, get in ROWS]
+    lines += [f"| {label} | {_fmt(v)} |" for label, v in _sampling_rows(m)]
     lines += ["", "## Conventions", "", "- BLEU: one sacrebleu corpus BLEU over all records, tokenized `zh` when any "
               "reference is Chinese (CJK characters split, other text as `13a`), else `13a`; signature "
               f"`{m.get('bleu_signature', '?')}`. Per tokenizer group, each record's tokenizer chosen from its reference:"]
@@ -58,11 +95,15 @@ def write_report(out: Path, m: dict, examples: int = 10) -> None:
               "`final_answer`, or an explicit `#### N`, `\\boxed{}`, 答案：…, \"The answer is …\" in the reference; "
               "never a bare last number), against the answer extracted from the prediction (those markers when "
               "followed by an answer, else the last number); numbers compared numerically (relative tolerance 1e-6).",
-              "", "## Predictions", ""]
+              *_sampling_notes(m), "", "## Predictions", ""]
     preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text(encoding="utf-8").splitlines()[:examples]]
     for p in preds:
         lines += [f"- **prompt**: {p['prompt'][:300]}", f"  - reference: {p['reference'][:300]}",
                   f"  - prediction: {p['prediction'][:300]}"]
+        if isinstance(p.get("samples"), list):
+            answers = ", ".join(str(x.get("answer")) for x in p["samples"])
+            lines.append(f"  - answers of the {len(p['samples'])} samples: {answers[:300]}; majority: "
+                         f"{p.get('majority_answer')} ({p.get('correct_samples')} correct)")
     (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -135,7 +176,8 @@ def compare(dir_a: str | Path, dir_b: str | Path, top: int = 5) -> tuple[str, di
     (ma, pa), (mb, pb) = _load(dir_a), _load(dir_b)
     lines = [f"{'metric':<28}{'A':>12}{'B':>12}{'B - A':>12}", f"  A = {ma.get('model')}", f"  B = {mb.get('model')}"]
     result = {"a": str(dir_a), "b": str(dir_b), "metrics": {}, "changed": []}
-    for label, get in ROWS:
+    sampled = any(isinstance(m.get("sampling"), dict) for m in (ma, mb))
+    for label, get in ROWS + (SAMPLING_ROWS if sampled else []):
         a, b = _metric(get, ma), _metric(get, mb)
         delta = b - a if isinstance(a, int | float) and isinstance(b, int | float) else None
         result["metrics"][label] = {"a": a, "b": b, "delta": delta}

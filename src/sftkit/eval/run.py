@@ -1,7 +1,9 @@
 """`sftkit eval`: generate a reply for every record, score it against the reference, write the report.
 
 Outputs in DIR: ``metrics.json``, ``predictions.jsonl`` (prompt, reference, prediction, per-sample
-scores) and ``report.md``. The base model and a fine-tuned run are evaluated the same way, so
+scores) and ``report.md``. With ``n`` answers per prompt (``GenerationOptions.n``, ``--samples``), the
+usual metrics read the first answer of each prompt, pass@k and maj@n read them all, and each prediction
+line keeps every sample (``samples``). The base model and a fine-tuned run are evaluated the same way, so
 "before vs after" is two calls and ``sftkit eval --compare``.
 """
 
@@ -21,7 +23,7 @@ from sftkit.data.source import DataSource, iter_source
 from sftkit.errors import SftkitError
 from sftkit.eval.answers import reference_answer
 from sftkit.eval.report import metrics_table, write_report
-from sftkit.eval.scoring import score
+from sftkit.eval.scoring import score, score_samples
 from sftkit.generation import GenerationOptions
 from sftkit.progress import progress
 
@@ -104,10 +106,15 @@ def evaluate(model: str, data: str, out_dir: str | Path | None = None, *, fmt: s
              max_samples: int | None = None, options: GenerationOptions | None = None,
              template: str | None = None) -> dict:
     """Evaluate a model or run folder on a data file (each prompt rendered with its record's tools);
-    write metrics.json, predictions.jsonl, report.md."""
+    write metrics.json, predictions.jsonl, report.md. ``options.n`` > 1 samples that many answers per
+    prompt (temperature > 0) and adds pass@k and maj@n."""
     from sftkit.infer import Chat
 
     opts = options or GenerationOptions()
+    n = opts.n
+    if n > 1 and opts.temperature == 0:
+        raise SftkitError(f"{n} samples per prompt need a temperature above 0 (greedy answers are all the same); "
+                          "set --temperature (e.g. 0.7) or eval.temperature")
     skipped: dict = {}
     items = load_eval_records(data, fmt, max_samples, skipped)
     chat = Chat(model, template)
@@ -116,32 +123,46 @@ def evaluate(model: str, data: str, out_dir: str | Path | None = None, *, fmt: s
     with progress("generating", total=len(items), every=1) as tick:
         for i in range(0, len(items), opts.batch_size):
             chunk = items[i:i + opts.batch_size]
-            done += chat.complete([c["prompt"] for c in chunk], [c.get("tools") for c in chunk], replace(opts, n=1))
+            done += chat.complete([c["prompt"] for c in chunk], [c.get("tools") for c in chunk], replace(opts, n=n))
             for _ in chunk:
                 tick()
     gen_seconds = time.perf_counter() - start
-    predictions = [c.text for c in done]
-    metrics, per = score(items, predictions)
+    samples = [done[i * n:(i + 1) * n] for i in range(len(items))]  # generate keeps a prompt's n together
+    metrics, per = score(items, [s[0].text for s in samples])
+    if n > 1:
+        sampled, sampled_per = score_samples(items, [[c.text for c in s] for s in samples])
+        metrics.update(sampled)
+    else:
+        sampled_per = [None] * len(items)
     metrics["loss"], metrics["perplexity"] = (round(x, 4) for x in reference_loss(chat, items, opts.batch_size))
     metrics.update({"model": str(model), "data": str(data), "skipped": skipped, "generation": {
         "greedy": opts.temperature == 0, "temperature": opts.temperature, "top_p": opts.top_p, "top_k": opts.top_k,
         "stop": opts.stop, "seed": opts.seed, "max_new_tokens": opts.max_new_tokens, "batch_size": opts.batch_size,
-        "seconds": round(gen_seconds, 2), "samples_per_s": round(len(items) / gen_seconds, 3),
+        "n": n, "seconds": round(gen_seconds, 2), "samples_per_s": round(len(items) / gen_seconds, 3),
         "finish_reasons": dict(Counter(c.finish_reason for c in done))}})
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False))
         with open(out / "predictions.jsonl", "w", encoding="utf-8") as fh:
-            for it, c, p in zip(items, done, per, strict=True):
-                prompt = it["prompt"][-1]["content"] if it["prompt"] else ""
-                fh.write(json.dumps({"origin": it.get("origin"), "prompt": prompt, "messages": it["prompt"],
-                                     "tools": it.get("tools"),
-                                     "reference": it["reference"], "final_answer": it["final_answer"],
-                                     "prediction": c.text, "tool_calls": c.tool_calls,
-                                     "finish_reason": c.finish_reason, "prompt_tokens": c.prompt_tokens,
-                                     "completion_tokens": c.completion_tokens, "scores": p},
-                                    ensure_ascii=False) + "\n")
+            for it, s, p, sp in zip(items, samples, per, sampled_per, strict=True):
+                c, prompt = s[0], it["prompt"][-1]["content"] if it["prompt"] else ""
+                line = {"origin": it.get("origin"), "prompt": prompt, "messages": it["prompt"],
+                        "tools": it.get("tools"), "reference": it["reference"], "final_answer": it["final_answer"],
+                        "prediction": c.text, "tool_calls": c.tool_calls, "finish_reason": c.finish_reason,
+                        "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens, "scores": p}
+                if sp is not None:
+                    line["samples"] = _sample_lines(s, sp)
+                    line.update({k: v for k, v in sp.items() if k not in ("answers", "correct")})
+                fh.write(json.dumps(line, ensure_ascii=False) + "\n")
         write_report(out, metrics)
     print(metrics_table(metrics))
     return metrics
+
+
+def _sample_lines(completions: list, scored: dict) -> list[dict]:
+    """Every sampled reply of one prompt for predictions.jsonl: text, extracted answer, correct or None."""
+    correct = scored.get("correct") or [None] * len(completions)
+    return [{"prediction": c.text, "answer": a, "correct": ok, "finish_reason": c.finish_reason,
+             "completion_tokens": c.completion_tokens}
+            for c, a, ok in zip(completions, scored["answers"], correct, strict=True)]

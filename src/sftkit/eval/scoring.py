@@ -2,13 +2,15 @@
 
 Conventions are those of ``eval.metrics`` (BLEU, ROUGE) and ``eval.answers`` (exact match, answers).
 Answer accuracy counts only the items with a final answer (``item["final_answer"]`` not None, see
-``answers.reference_answer``); ``answer_samples`` says how many that was.
+``answers.reference_answer``); ``answer_samples`` says how many that was. With several answers per prompt, ``score_samples`` adds
+pass@k and majority vote over the same items (``eval.sampling``).
 """
 
 from __future__ import annotations
 
 from sftkit.eval.answers import answers_match, exact_match, extract_answer
 from sftkit.eval.metrics import bleu, rouge
+from sftkit.eval.sampling import corpus_sampling, item_sampling
 
 
 def score(items: list[dict], predictions: list[str]) -> tuple[dict, list[dict]]:
@@ -35,4 +37,25 @@ def score(items: list[dict], predictions: list[str]) -> tuple[dict, list[dict]]:
         "answer_accuracy": round(sum(with_answer) / len(with_answer), 4) if with_answer else None,
         "answer_samples": len(with_answer),
     }
+    return metrics, per
+
+
+def score_samples(items: list[dict], samples: list[list[str]]) -> tuple[dict, list[dict]]:
+    """pass@k and maj@n of n sampled replies per item, over the items with a final answer; per item the
+    extracted answers, which were correct, pass@k and the vote (items without a final answer: answers only)."""
+    n = len(samples[0]) if samples else 1
+    per, scored = [], []
+    for it, replies in zip(items, samples, strict=True):
+        answers = [extract_answer(r) for r in replies]
+        final = it.get("final_answer")
+        final = str(final).strip() if final is not None and str(final).strip() else None
+        one = {"answers": answers, **(item_sampling(answers, final) if final is not None else {})}
+        per.append(one)
+        if final is not None:
+            scored.append(one)
+    answers = [a for p in per for a in p["answers"]]
+    metrics = {**corpus_sampling(scored, n), "sampling": {
+        "samples": n, "answer_samples": len(scored),
+        "no_answer_share": round(sum(a is None for a in answers) / len(answers), 4) if answers else None,
+        "tied_votes": sum(p["majority_tied"] for p in scored)}}
     return metrics, per
