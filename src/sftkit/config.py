@@ -231,8 +231,15 @@ class SFTConfig(Strict):
                              "stage grpo (PPO's clipped objective with group baselines) or rloo")
         if self.eval.samples > 1 and self.eval.temperature == 0:
             raise ValueError("eval.samples > 1 needs eval.temperature > 0 (greedy decoding repeats one answer)")
-        if self.stage in SAMPLING_STAGES and not self.rl.rewards:
-            raise ValueError(f"stage {self.stage!r} needs at least one reward in rl.rewards")
+        if self.stage in SAMPLING_STAGES:  # unknown names, imports and options fail now, not after loading data
+            if not self.rl.rewards:
+                raise ValueError(f"stage {self.stage!r} needs at least one reward in rl.rewards")
+            from sftkit.rewards import load_rewards
+
+            try:
+                load_rewards(self.rl.rewards)
+            except SftkitError as e:
+                raise ValueError(str(e)) from None
         if self.stages:
             bad = [i for i, s in enumerate(self.stages) if not isinstance(s, dict) or "stage" not in s]
             if bad:

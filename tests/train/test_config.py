@@ -38,6 +38,11 @@ def _load(raw, overrides=None):
     (BASE, ["stages=[{train: {}}]"], "stages[0]: each entry is a mapping with at least `stage:`"),
     (BASE, ["stages=[{stage: sft}, {stage: dpo, method: prefix}]"], "stages[1], stage dpo"),
     (BASE, ["rl.rewards=[{name: answer_match}, {name: answer_match}]"], "listed twice"),
+    (BASE, ["stage=grpo", "rl.rewards=[{name: answer_mach}]"], "rl.rewards[0].name: unknown reward 'answer_mach' "
+     "(did you mean 'answer_match'?)"),
+    (BASE, ["stage=rft", "rl.rewards=[{name: 'no_such_pkg.mod:fn'}]"], "module 'no_such_pkg.mod' does not import"),
+    (BASE, ["stages=[{stage: sft}, {stage: grpo, rl: {rewards: [{name: format, options: {stlye: gsm8k}}]}}]"],
+     "has no option 'stlye' (did you mean 'style'?)"),
     (BASE, ["method=ia3", "ia3.feedforward=[up_proj]"], "ia3.feedforward must be a subset of ia3.targets"),
     (BASE, ["adapter.placement=everywhere"], "adapter.placement"),
 ])
