@@ -146,7 +146,7 @@ def questions(cfg: SFTConfig, renderer, run_dir: Path, write: bool = True):
     """(usable records in training order, {prompt text: (conversation, tools, prompt ids)}).
 
     Writes ``data_report.json`` and appends unusable records to ``rejects.jsonl`` (when ``write``)."""
-    train_recs, eval_recs, loaded = load_records(cfg, run_dir if write else None)
+    train_recs, eval_recs, loaded = load_records(cfg, run_dir if write else None, purpose="prompts")
     need_answer = any(s.name == "answer_match" for s in cfg.rl.rewards)
     kept, rejects = [], []
     for rec in train_recs:
@@ -257,13 +257,16 @@ def _reference(trainer, cfg: SFTConfig) -> None:
 
 class _PlainLog:
     """The eval callback logs through transformers' own ``Trainer.log``: trl's ``log`` would fold its pending
-    reward window into the eval line."""
+    reward window into the eval line. Logging resets ``control.should_log``; it is restored, so a training
+    log due at the same step is still written."""
 
     def __init__(self, trainer):
         self.trainer = trainer
 
     def log(self, logs: dict) -> None:
+        due = self.trainer.control.should_log
         Trainer.log(self.trainer, logs)
+        self.trainer.control.should_log = due
 
 
 class _RLOO(RLOOTrainer):
