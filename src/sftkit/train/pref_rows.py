@@ -190,7 +190,7 @@ def prepare(cfg, tokenizer, run_dir: Path, write: bool = True) -> tuple[list[dic
             for i, r in enumerate(train_rows)))
     if not train_rows:
         first = pr.rejects[0] if pr.rejects else {}
-        raise SftkitError(f"stage {cfg.stage}: no usable training records ({len(train_recs)} read); e.g. "
+        raise SftkitError(f"stage {cfg.stage}: no usable training records among {len(train_recs)}; e.g. "
                           f"{first.get('source')} line {first.get('line')}, field {first.get('field')!r}: "
                           f"{first.get('reason')} (all reasons in {rejects})")
     return train_rows, eval_rows, report
