@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -163,7 +164,7 @@ def test_rft_keeps_verified_distinct_answers_and_trains_on_them(warm, tmp_path, 
     assert Path(resolve(str(run))) == run / "round-1" / "final"
 
 
-def test_two_rounds_continue_from_each_other_and_a_rerun_keeps_them(warm, tmp_path, capsys):
+def test_two_rounds_continue_from_each_other_and_a_rerun_redoes_only_what_is_missing(warm, tmp_path, capsys):
     data = _questions(tmp_path)
     cfg = _rft(warm, data, tmp_path / "run", rft_samples=4, rft_keep=1, rft_rounds=2)
     run = run_stage(cfg)
@@ -182,6 +183,18 @@ def test_two_rounds_continue_from_each_other_and_a_rerun_keeps_them(warm, tmp_pa
     assert out.count("already trained") == 2 and "sampling" not in out and "fine-tuning" not in out
     assert (r2 / "final" / "adapter_model.safetensors").stat().st_mtime_ns == mtime
     assert (r2 / "final" / "adapter_model.safetensors").read_bytes() == weights
+    assert set(json.loads((run / "data_report.json").read_text())["rounds"]) == {"1", "2"}
+
+    # round 1's model lost (a kill while saving it): resumed, its samples are reused, round 2 built on it is redone
+    sampled = (r1 / "sampled.jsonl").stat().st_mtime_ns
+    shutil.rmtree(r1 / "final")
+    cfg.train.resume = "auto"
+    run_stage(cfg)
+    out = capsys.readouterr().out
+    assert "rft round 1/2: samples already in" in out and (r1 / "sampled.jsonl").stat().st_mtime_ns == sampled
+    assert "rft round 2: 64 answers" in out and out.count("fine-tuning") == 2
+    assert out.split("rft round 2: fine-tuning")[1].count("{'loss'") == 2  # its 10 steps anew, not resumed
+    assert (r2 / "final" / "adapter_model.safetensors").stat().st_mtime_ns != mtime
     assert set(json.loads((run / "data_report.json").read_text())["rounds"]) == {"1", "2"}
 
 

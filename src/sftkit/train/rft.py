@@ -31,7 +31,8 @@ The run folder::
                         round's SFT run (config.yaml, data_report.json, metrics.jsonl, final/)
 
 The run folder is locked for the whole run. Started again, a round whose ``final/`` is complete is not
-redone, and a round whose ``samples.jsonl`` was written is not sampled again (``train.overwrite``: both are).
+redone, and a round whose ``samples.jsonl`` was written is not sampled again; a round trained anew makes the
+later rounds stale, so they are redone (``train.overwrite``: every round is).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import torch
 import yaml
 
 from sftkit.config import SFTConfig
@@ -56,6 +58,7 @@ from sftkit.train.chain import PIPELINE
 from sftkit.train.data import load_records
 from sftkit.train.run_dir import (
     atomic_write_text,
+    disk_full_is_user_error,
     is_complete_final,
     lock_run_dir,
     release_run_dir,
@@ -81,38 +84,46 @@ def train(cfg: SFTConfig) -> Path:
     run.mkdir(parents=True, exist_ok=True)
     lock_run_dir(run)
     try:
-        atomic_write_text(run / "config.yaml", yaml.safe_dump(cfg.model_dump(), allow_unicode=True, sort_keys=False))
-        rewards = load_rewards(cfg.rl.rewards)  # bad reward names fail before any model is loaded
-        questions, evals, report = _questions(cfg, run)
-        rounds = [run / f"round-{r}" for r in range(1, cfg.rl.rft_rounds + 1)]
-        info = {"stage": "rft", "stages": [{"stage": "sft", "method": cfg.method, "run": str(d)} for d in rounds],
-                "last": str(rounds[-1])}
-        atomic_write_text(run / PIPELINE, json.dumps(info, indent=2))
-        eval_file = _write_records(run / "eval.jsonl", evals) if evals else None
-        old = _read_json(run / "data_report.json").get("rounds", {}) if not cfg.train.overwrite else {}
-        report["rounds"] = {}
-        model = cfg.model
-        for r, folder in enumerate(rounds, start=1):
-            if is_complete_final(folder) and not cfg.train.overwrite:
-                print(f"rft round {r}/{len(rounds)}: already trained in {folder}; kept", flush=True)
-            else:
-                summary = old.get(str(r)) if (folder / SAMPLES).is_file() and not cfg.train.overwrite else None
-                if summary is None:
-                    summary = sample_round(cfg, model, questions, rewards, r, folder)
-                else:
-                    print(f"rft round {r}/{len(rounds)}: samples already in {folder / SAMPLES}; kept", flush=True)
-                report["rounds"][str(r)] = summary
-                atomic_write_text(run / "data_report.json", json.dumps(report, indent=2, ensure_ascii=False))
-                _fine_tune(cfg, model, folder, eval_file, r)
-            report["rounds"].setdefault(str(r), old.get(str(r)))
-            model = str(folder)
-        atomic_write_text(run / "data_report.json", json.dumps(report, indent=2, ensure_ascii=False))
+        with disk_full_is_user_error(run):
+            _rounds(cfg, run)
     except BaseException:
         remove_tmp_files(run)
         raise
     finally:
         release_run_dir(run)
     return run
+
+
+def _rounds(cfg: SFTConfig, run: Path) -> None:
+    """Config, questions, then each round not yet done: sample (unless its samples are written), fine-tune."""
+    atomic_write_text(run / "config.yaml", yaml.safe_dump(cfg.model_dump(), allow_unicode=True, sort_keys=False))
+    rewards = load_rewards(cfg.rl.rewards)  # bad reward names fail before any model is loaded
+    questions, evals, report = _questions(cfg, run)
+    rounds = [run / f"round-{r}" for r in range(1, cfg.rl.rft_rounds + 1)]
+    info = {"stage": "rft", "stages": [{"stage": "sft", "method": cfg.method, "run": str(d)} for d in rounds],
+            "last": str(rounds[-1])}
+    atomic_write_text(run / PIPELINE, json.dumps(info, indent=2))
+    eval_file = _write_records(run / "eval.jsonl", evals) if evals else None
+    redo = cfg.train.overwrite  # after a round is trained anew, the rounds built on it are stale
+    old = {} if redo else _read_json(run / "data_report.json").get("rounds", {})
+    report["rounds"] = {}
+    model = cfg.model
+    for r, folder in enumerate(rounds, start=1):
+        if is_complete_final(folder) and not redo:
+            print(f"rft round {r}/{len(rounds)}: already trained in {folder}; kept", flush=True)
+        else:
+            summary = None if redo or not (folder / SAMPLES).is_file() else old.get(str(r))
+            if summary is None:
+                summary = sample_round(cfg, model, questions, rewards, r, folder)
+            else:
+                print(f"rft round {r}/{len(rounds)}: samples already in {folder / SAMPLES}; kept", flush=True)
+            report["rounds"][str(r)] = summary
+            atomic_write_text(run / "data_report.json", json.dumps(report, indent=2, ensure_ascii=False))
+            _fine_tune(cfg, model, folder, eval_file, r, overwrite=redo)
+            redo = True
+        report["rounds"].setdefault(str(r), old.get(str(r)))
+        model = str(folder)
+    atomic_write_text(run / "data_report.json", json.dumps(report, indent=2, ensure_ascii=False))
 
 
 def _questions(cfg: SFTConfig, run: Path) -> tuple[list[dict], list[dict], dict]:
@@ -206,6 +217,8 @@ def sample_round(cfg: SFTConfig, model_name: str, questions: list[dict], rewards
                 tick()
     del model
     gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # the round's SFT loads its own copy
     summary["pass_at_k"] = summary["questions_with_correct"] / max(1, len(questions))
     summary["reward_means"] = {n: sum(s["rewards"][n] for s in sampled) / max(1, len(sampled)) for n, _, _ in rewards}
     summary["seconds"] = round(time.perf_counter() - start, 2)
@@ -264,15 +277,18 @@ def _record(question: dict, prompt: list[dict], reply: dict, r: int, source: str
     return rec
 
 
-def _fine_tune(cfg: SFTConfig, model: str, folder: Path, eval_file: Path | None, r: int) -> None:
-    """The SFT recipe on the round's kept samples, from ``model``, into ``folder``."""
+def _fine_tune(cfg: SFTConfig, model: str, folder: Path, eval_file: Path | None, r: int, overwrite: bool) -> None:
+    """The SFT recipe on the round's kept samples, from ``model``, into ``folder`` (``overwrite``: an earlier
+    run's checkpoints there are stale)."""
     from sftkit.train.sft import train as sft_train
 
     raw = cfg.model_dump(exclude={"stages"})
     raw.update(stage="sft", model=model)
     raw["data"].update(datasets=[{"path": str(folder / SAMPLES)}], max_samples=None, val_size=0.0,
                        eval_file=str(eval_file) if eval_file else None)
-    raw["train"]["output_dir"] = str(folder)
+    raw["train"].update(output_dir=str(folder), overwrite=overwrite)
+    if overwrite:  # a stale round starts over: its checkpoints are of a model built on an older round
+        raw["train"]["resume"] = None
     sub = SFTConfig.model_validate(raw)
     print(f"rft round {r}: fine-tuning ({cfg.method}) from {model} on {folder / SAMPLES}", flush=True)
     sft_train(sub)
