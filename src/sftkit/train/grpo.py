@@ -76,9 +76,11 @@ def train(cfg: SFTConfig) -> Path:
         with disk_full_is_user_error(run_dir):
             trainer, run_dir, tokenizer = build(cfg)
             result = trainer.train(resume_from_checkpoint=_resume_from(cfg, run_dir))
+            model = trainer.accelerator.unwrap_model(trainer.model)
+            if "ref" in (getattr(model, "peft_config", None) or {}):
+                model.delete_adapter("ref")  # PiSSA's reference copy is not part of the result
             if is_main_process():
-                save_final(trainer.accelerator.unwrap_model(trainer.model), tokenizer, cfg, run_dir / "final",
-                           dict(result.metrics))
+                save_final(model, tokenizer, cfg, run_dir / "final", dict(result.metrics))
     except BaseException:
         if run_dir.is_dir():
             remove_tmp_files(run_dir)
@@ -116,7 +118,7 @@ def build(cfg: SFTConfig):
     rl = cfg.rl
     options = GenerationOptions(max_new_tokens=rl.max_completion_length, temperature=rl.temperature,
                                 top_p=rl.top_p, top_k=rl.top_k)
-    rollouts = Rollouts(tokenizer, renderer, {p: (c, t) for p, (c, t, _) in prompts.items()}, options)
+    rollouts = Rollouts(tokenizer, renderer, prompts, options)
     funcs = [trl_reward(name, fn, rollouts) for name, _, fn in rewards]
     shown = {p: _last_user(c) for p, (c, _, _) in prompts.items()}
     log = CompletionLog(rollouts, shown, run_dir / "metrics.jsonl", rl.log_completions)

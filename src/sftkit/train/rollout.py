@@ -32,7 +32,9 @@ from sftkit.train.run_dir import is_main_process
 class Rollouts:
     """trl's ``rollout_func``: ``(prompts, trainer) -> {"prompt_ids", "completion_ids", "logprobs"}``."""
 
-    def __init__(self, tokenizer, renderer, prompts: dict[str, tuple[list[dict], list | None]], options: GenerationOptions):
+    def __init__(self, tokenizer, renderer, prompts: dict[str, tuple[list[dict], list | None, list[int]]],
+                 options: GenerationOptions):
+        """``prompts``: each prompt text -> (conversation, tools, prompt ids), as rendered for the dataset."""
         self.tokenizer, self.renderer, self.prompts, self.options = tokenizer, renderer, prompts, options
         self.calls = 0  # rollout batches generated so far
         self.texts: dict[tuple[int, ...], str] = {}  # completion ids of the latest batch -> reply text
@@ -44,8 +46,8 @@ class Rollouts:
         unique, n = _groups(prompts)  # trl repeats each prompt once per completion: sample a group at once
         convs = [self.prompts[p] for p in unique]
         opts = replace(self.options, n=n, batch_size=max(1, len(prompts)))  # one generate call, as trl
-        done = generate(model, self.tokenizer, self.renderer, [c for c, _ in convs], [t for _, t in convs], opts)
-        ids = _prompt_ids(self.renderer, convs)
+        done = generate(model, self.tokenizer, self.renderer, [c for c, _, _ in convs], [t for _, t, _ in convs], opts)
+        ids = [i for _, _, i in convs]
         self.calls += 1
         self.texts = {tuple(c.token_ids): c.text for c in done}
         self.batch = [(p, c.text) for p, c in zip(prompts, done, strict=True)]
@@ -73,12 +75,6 @@ def _groups(prompts: list[str]) -> tuple[list[str], int]:
             runs.append([p, 1])
     sizes = {k for _, k in runs}
     return ([p for p, _ in runs], sizes.pop()) if len(sizes) == 1 else (list(prompts), 1)
-
-
-def _prompt_ids(renderer, convs: list[tuple[list[dict], list | None]]) -> list[list[int]]:
-    from sftkit.generation import prompt_ids
-
-    return prompt_ids(renderer, [c for c, _ in convs], [t for _, t in convs])
 
 
 def trl_reward(name: str, fn, rollouts: Rollouts):
