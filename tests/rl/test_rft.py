@@ -51,9 +51,10 @@ def _right(text: str, truth: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def warm(tmp_path_factory) -> Path:
-    """A LoRA run on the shipped base that answers additions in a few short formats, often wrongly."""
-    folder = tmp_path_factory.mktemp("warm")
+def chain(tmp_path_factory) -> Path:
+    """One config, two stages in one run folder, as examples/rft_gsm8k.yaml: an SFT warm-up on the shipped base
+    that answers additions in a few short formats (often wrongly), then one rft round on the same questions."""
+    folder = tmp_path_factory.mktemp("chain")
     rng = random.Random(0)
     rows = []
     for i in range(64):  # three reply styles, so right answers come in several distinct texts
@@ -63,8 +64,17 @@ def warm(tmp_path_factory) -> Path:
     data = write_jsonl(folder / "warm.jsonl", rows)
     cfg = load_config(raw={"model": "sftkit-tiny", "method": "lora", "lora": LORA,
                            "data": {"datasets": [{"path": str(data)}], "max_length": 64},
-                           "train": {**TRAIN, "max_steps": 30, "output_dir": str(folder / "run")}})
+                           "train": {**TRAIN, "output_dir": str(folder / "run")},
+                           "rl": {"rft_samples": 4, "max_completion_length": 16},
+                           "stages": [{"stage": "sft", "train": {"max_steps": 30}},
+                                      {"stage": "rft", "data": {"max_samples": 16}, "train": {"max_steps": 4}}]})
     return run_stage(cfg)
+
+
+@pytest.fixture
+def warm(chain) -> Path:
+    """The chain's SFT warm-up run."""
+    return chain / "1-sft"
 
 
 def _questions(folder: Path) -> Path:
@@ -196,6 +206,13 @@ def test_two_rounds_continue_from_each_other_and_a_rerun_redoes_only_what_is_mis
     assert out.split("rft round 2: fine-tuning")[1].count("{'loss'") == 2  # its 10 steps anew, not resumed
     assert (r2 / "final" / "adapter_model.safetensors").stat().st_mtime_ns != mtime
     assert set(json.loads((run / "data_report.json").read_text())["rounds"]) == {"1", "2"}
+
+
+def test_rft_as_the_second_stage_of_a_chain(chain):
+    rft = chain / "2-rft"
+    assert load_config(rft / "round-1" / "config.yaml").model == str(chain / "1-sft")  # sampled from the warm-up
+    assert json.loads((rft / "data_report.json").read_text())["rounds"]["1"]["questions"] == 16
+    assert Path(resolve(str(chain))) == rft / "round-1" / "final"  # `sftkit eval/chat <run>` use the last round
 
 
 def test_no_question_with_a_final_answer_is_one_line_error(tmp_path):
