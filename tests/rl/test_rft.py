@@ -217,7 +217,7 @@ def test_rft_as_the_second_stage_of_a_chain(chain):
 
 def test_no_question_with_a_final_answer_is_one_line_error(tmp_path):
     data = write_jsonl(tmp_path / "q.jsonl", [_add(1, 1, reply="two", final=False)] * 3)
-    with pytest.raises(SftkitError, match="none of the 3 training records has a final answer") as e:
+    with pytest.raises(SftkitError, match="none of the 3 training records is a question with a final answer") as e:
         run_stage(_rft("sftkit-tiny", data, tmp_path / "run"))
     assert "\n" not in str(e.value)
     assert len([r for r in _jsonl(tmp_path / "run" / "rejects.jsonl") if r["field"] == "meta.final_answer"]) == 3

@@ -2,7 +2,8 @@
 
 Each of ``rl.rft_rounds`` rounds: load the current model (``model`` for round 1, the previous round's
 result after), sample ``rl.rft_samples`` answers to every training question through the one generation
-function (``rl.temperature/top_p/top_k/max_completion_length``; seeded by ``train.seed + round``), keep
+function (``rl.temperature/top_p/top_k/max_completion_length``; ``eval.batch_size`` sequences per call, each
+call seeded by ``train.seed + round`` and its first question, so a run repeats itself), keep
 the verified-correct ones, fine-tune on them with the SFT recipe (``train/sft.py``; the method registry
 decides what trains), and go on from the result.
 
@@ -16,13 +17,17 @@ What is kept, per question:
   so e.g. a ``format`` reward prefers well-formatted correct replies; every value is in the sample's meta;
 - besides those, the question's own demonstration when it is verified correct too
   (``rl.rft_keep_demonstration``, default on: RFT papers augment the SFT data with the sampled paths;
-  a demonstration whose answer is wrong — an annotator's slip — is left out, as the verifier says).
+  a demonstration whose answer is wrong — an annotator's slip — is left out, as the verifier says). It
+  does not count towards ``rft_keep``; a sample identical to it is not kept twice.
 
 The run folder::
 
-    config.yaml         this config          data_report.json  loader report + one summary per round
-    rejects.jsonl       records the loader refused, and questions without a final answer (field
-                        meta.final_answer), each with file, line and reason
+    config.yaml         this config
+    data_report.json    loader report, questions, and per round: questions, sampled, correct, truncated,
+                        kept, demonstrations_kept, pass_at_k (share of questions with a correct sample:
+                        pass@k on the training questions), reward_means, seconds
+    rejects.jsonl       records the loader refused, and records without a final answer (field
+                        meta.final_answer) or a user turn (messages), each with file, line and reason
     eval.jsonl          held-out questions (data.val_size / data.eval_file), the eval loss of every round
     pipeline.json       the rounds; ``sftkit chat/eval/export <run>`` use the last round's model
     round-<r>/          samples.jsonl (the kept replies as canonical conversations: the question's
@@ -147,9 +152,10 @@ def _questions(cfg: SFTConfig, run: Path) -> tuple[list[dict], list[dict], dict]
         print(f"rft: {len(missing)} of {len(records)} records left out, {why}: {named} (details in "
               f"{run / 'rejects.jsonl'})", flush=True)
     if not usable:
-        raise SftkitError(f"stage rft: none of the {len(records)} training records has a final answer to verify "
-                          "sampled replies against; give meta.final_answer (or end the reply with '#### N')")
-    report.update(questions=len(usable), no_final_answer=len(missing))
+        raise SftkitError(f"stage rft: none of the {len(records)} training records is a question with a final "
+                          "answer to verify sampled replies against; give each a user turn and meta.final_answer "
+                          f"(or end its reply with '#### N'); reasons in {run / 'rejects.jsonl'}")
+    report.update(questions=len(usable), left_out=dict(Counter(field for _, field, _ in missing)))
     return usable, [rec for rec in evals if _has_reply(rec)], report
 
 
