@@ -63,6 +63,7 @@ from sftkit.train.chain import PIPELINE
 from sftkit.train.data import load_records
 from sftkit.train.run_dir import (
     atomic_write_text,
+    discard,
     disk_full_is_user_error,
     is_complete_final,
     lock_run_dir,
@@ -110,6 +111,9 @@ def _rounds(cfg: SFTConfig, run: Path) -> None:
     atomic_write_text(run / PIPELINE, json.dumps(info, indent=2))
     eval_file = _write_records(run / "eval.jsonl", evals) if evals else None
     redo = cfg.train.overwrite  # after a round is trained anew, the rounds built on it are stale
+    if redo:  # starting over: rounds of an earlier, longer run go too
+        for d in set(run.glob("round-*")) - set(rounds):
+            discard(d)
     old = {} if redo else _read_json(run / "data_report.json").get("rounds", {})
     report["rounds"] = {}
     model = cfg.model
