@@ -18,10 +18,12 @@ import torch
 from safetensors.torch import load_file
 
 from sftkit.config import load_config
+from sftkit.config_rl import CurriculumConfig
 from sftkit.errors import SftkitError
 from sftkit.models import load_model, load_tokenizer, resolve
 from sftkit.tokenize.render import Renderer
 from sftkit.train import run_stage
+from sftkit.train.rft import round_questions
 from tests.conftest import write_jsonl
 from tests.train.helpers import batch_loss
 
@@ -213,6 +215,22 @@ def test_rft_as_the_second_stage_of_a_chain(chain):
     assert load_config(rft / "round-1" / "config.yaml").model == str(chain / "1-sft")  # sampled from the warm-up
     assert json.loads((rft / "data_report.json").read_text())["rounds"]["1"]["questions"] == 16
     assert Path(resolve(str(chain))) == rft / "round-1" / "final"  # `sftkit eval/chat <run>` use the last round
+
+
+def test_curriculum_rounds_go_from_easy_to_all_questions():
+    def q(i, **meta):
+        return {"messages": [{"role": "user", "content": f"q{i}"}], "meta": {"final_answer": "1", **meta}}
+
+    formats = CurriculumConfig(by="format", field="kind")
+    recs = [q(0, kind="open"), q(1, kind="yes_no"), q(2, kind="odd"), q(3, kind="multiple_choice"), q(4, kind="yes_no")]
+    asked = [[r["messages"][0]["content"] for r in round_questions(recs, formats, n, 4)] for n in (1, 2, 3, 4)]
+    assert asked == [["q1", "q4"], ["q1", "q4", "q3"], ["q1", "q4", "q3", "q0"], ["q1", "q4", "q3", "q0", "q2"]]
+    by_difficulty = CurriculumConfig(by="difficulty")
+    recs = [q(i, difficulty=d) for i, d in enumerate([3, 1, 2, 1])]
+    assert [len(round_questions(recs, by_difficulty, n, 2)) for n in (1, 2)] == [3, 4]  # levels 1, 2 | 3
+    assert round_questions(recs, CurriculumConfig(), 1, 2) == recs
+    with pytest.raises(SftkitError, match="not a number"):
+        round_questions([*recs, q(9)], by_difficulty, 1, 2)
 
 
 def test_no_question_with_a_final_answer_is_one_line_error(tmp_path):

@@ -5,7 +5,8 @@ result after), sample ``rl.rft_samples`` answers to every training question thro
 function (``rl.temperature/top_p/top_k/max_completion_length``; ``eval.batch_size`` sequences per call, each
 call seeded by ``train.seed + round`` and its first question, so a run repeats itself), keep
 the verified-correct ones, fine-tune on them with the SFT recipe (``train/sft.py``; the method registry
-decides what trains), and go on from the result.
+decides what trains), and go on from the result. With ``rl.curriculum`` (Curr-ReFT), the rounds go easy
+to hard: round r asks the questions of the easiest r/rounds of the curriculum levels (``round_questions``).
 
 What is kept, per question:
 - a sampled reply whose answer equals the question's final answer (``sftkit.rewards.is_correct``: the
@@ -44,6 +45,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import os
 import time
 from collections import Counter
@@ -53,6 +55,7 @@ import torch
 import yaml
 
 from sftkit.config import SFTConfig
+from sftkit.config_rl import CurriculumConfig
 from sftkit.errors import SftkitError
 from sftkit.generation import GenerationOptions, generate
 from sftkit.models import load_model, load_tokenizer
@@ -60,6 +63,7 @@ from sftkit.progress import progress
 from sftkit.rewards import final_answer, is_correct, load_rewards, split_prompt
 from sftkit.tokenize.render import Renderer
 from sftkit.train.chain import PIPELINE
+from sftkit.train.curriculum import order
 from sftkit.train.data import load_records
 from sftkit.train.run_dir import (
     atomic_write_text,
@@ -123,7 +127,8 @@ def _rounds(cfg: SFTConfig, run: Path) -> None:
         else:
             summary = None if redo or not (folder / SAMPLES).is_file() else old.get(str(r))
             if summary is None:
-                summary = sample_round(cfg, model, questions, rewards, r, folder)
+                asked = round_questions(questions, cfg.rl.curriculum, r, len(rounds))
+                summary = sample_round(cfg, model, asked, rewards, r, folder)
             else:
                 print(f"rft round {r}/{len(rounds)}: samples already in {folder / SAMPLES}; kept", flush=True)
             report["rounds"][str(r)] = summary
@@ -161,6 +166,25 @@ def _questions(cfg: SFTConfig, run: Path) -> tuple[list[dict], list[dict], dict]
                           f"(or end its reply with '#### N'); reasons in {run / 'rejects.jsonl'}")
     report.update(questions=len(usable), left_out=dict(Counter(field for _, field, _ in missing)))
     return usable, [rec for rec in evals if _has_reply(rec)], report
+
+
+def round_questions(questions: list[dict], curriculum: CurriculumConfig, r: int, rounds: int) -> list[dict]:
+    """Curr-ReFT over rounds: with ``rl.curriculum``, round ``r`` of ``rounds`` samples the questions of the
+    easiest ``ceil(levels * r / rounds)`` curriculum levels (a level: one difficulty value, or one format with
+    the unlisted formats as a last level), so the last round asks every question; without one, every round
+    asks all of them."""
+    if curriculum.by == "none":
+        return questions
+    ordered = order(questions, curriculum)  # checks every record has what the curriculum needs
+    rank = {name: i for i, name in enumerate(curriculum.formats)}
+
+    def level(rec: dict) -> float:
+        value = (rec.get("meta") or {}).get(curriculum.field)
+        return float(value) if curriculum.by == "difficulty" else rank.get(value, len(rank))
+
+    distinct = sorted({level(rec) for rec in ordered})
+    top = distinct[math.ceil(len(distinct) * r / rounds) - 1]
+    return [rec for rec in ordered if level(rec) <= top]
 
 
 def _unusable(rec: dict) -> tuple[str, str] | None:
