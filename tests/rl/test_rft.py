@@ -245,7 +245,7 @@ def test_a_round_without_any_correct_answer_stops_with_the_reason(tmp_path):
     data = write_jsonl(tmp_path / "q.jsonl", [
         {"messages": [{"role": "user", "content": f"Say hello {i}."}, {"role": "assistant", "content": "hi"}],
          "meta": {"final_answer": "987654321"}} for i in range(3)])
-    with pytest.raises(SftkitError, match="none of the 6 sampled answers was verified correct") as e:
+    with pytest.raises(SftkitError, match="nothing to fine-tune on: of 6 sampled answers 0 were verified correct") as e:
         run_stage(_rft("sftkit-tiny", data, tmp_path / "run", rft_samples=2, max_completion_length=8))
     assert "\n" not in str(e.value)
     assert len(_jsonl(tmp_path / "run" / "round-1" / "sampled.jsonl")) == 6

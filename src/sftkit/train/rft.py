@@ -224,6 +224,8 @@ def sample_round(cfg: SFTConfig, model_name: str, questions: list[dict], rewards
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = load_tokenizer(model_name, cfg.trust_remote_code)
     model = load_model(model_name, precision=cfg.train.precision, trust_remote_code=cfg.trust_remote_code)
+    if torch.cuda.is_available():  # loaded on the CPU; sampling is most of a round's time
+        model.to("cuda")
     renderer = Renderer(tokenizer, cfg.template)
     k = cfg.rl.rft_samples
     per_call = max(1, cfg.eval.batch_size // k)  # questions per generate call (eval.batch_size sequences)
@@ -262,9 +264,11 @@ def sample_round(cfg: SFTConfig, model_name: str, questions: list[dict], rewards
           f"kept {summary['kept']} + {summary['demonstrations_kept']} demonstrations"
           + (f" -> {folder / SAMPLES}" if kept else ""), flush=True)
     if not kept:
-        raise SftkitError(f"rft round {r}: none of the {summary['sampled']} sampled answers was verified correct "
-                          f"(details in {folder / 'sampled.jsonl'}); start from a model that sometimes answers "
-                          "right (e.g. after an sft stage), or raise rl.rft_samples / rl.max_completion_length")
+        raise SftkitError(f"rft round {r}: nothing to fine-tune on: of {summary['sampled']} sampled answers "
+                          f"{summary['correct']} were verified correct, {summary['truncated']} cut at "
+                          f"rl.max_completion_length, and no demonstration was correct (details in "
+                          f"{folder / 'sampled.jsonl'}); start from a model that sometimes answers right (e.g. "
+                          "after an sft stage), or raise rl.rft_samples / rl.max_completion_length")
     _write_records(folder / SAMPLES, kept)  # written last: its presence means the round's sampling is done
     summary["samples_path"] = str(folder / SAMPLES)
     return summary
