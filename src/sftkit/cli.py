@@ -27,7 +27,9 @@ def cmd_train(args) -> int:
     from sftkit.train import run_stage
 
     run = run_stage(cfg)
-    print(f"run folder: {run}  (final model in {run / 'final'})")
+    from sftkit.models import resolve
+
+    print(f"run folder: {run}  (final model in {resolve(str(run))})")
     return 0
 
 

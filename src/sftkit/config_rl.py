@@ -81,6 +81,8 @@ class RLConfig(_Strict):
     rft_samples: int = Field(8, ge=1, description="rft: answers sampled per question")
     rft_keep: int = Field(1, ge=1, description="rft: at most this many distinct verified-correct answers kept "
                           "per question")
+    rft_keep_demonstration: bool = Field(True, description="rft: also keep the question's own demonstration "
+                                         "when its answer is verified correct (RFT's data augmentation)")
     rft_rounds: int = Field(1, ge=1, description="rft: sample -> keep -> fine-tune rounds (each starts from "
                             "the previous round's model)")
 

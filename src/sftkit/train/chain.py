@@ -65,7 +65,7 @@ def run_chain(cfg) -> Path:
     import yaml
 
     from sftkit.train import run_stage
-    from sftkit.train.run_dir import atomic_write_text, is_complete_final, is_main_process
+    from sftkit.train.run_dir import atomic_write_text, is_main_process
 
     stages = cfg._stage_configs or expand(cfg, None)
     root = Path(cfg.train.output_dir)
@@ -77,12 +77,20 @@ def run_chain(cfg) -> Path:
         atomic_write_text(root / PIPELINE, json.dumps(info, indent=2))
     for i, sub in enumerate(stages):
         run = Path(sub.train.output_dir)
-        if is_complete_final(run) and not sub.train.overwrite:
+        if _finished(run) and not sub.train.overwrite:
             print(f"stage {i + 1}/{len(stages)} ({sub.stage}): already trained in {run}; kept", flush=True)
             continue
         print(f"stage {i + 1}/{len(stages)}: {sub.stage} ({sub.method}) from {sub.model} -> {run}", flush=True)
         run_stage(sub)
     return root
+
+
+def _finished(run: Path) -> bool:
+    """A stage's run holds its finished model (an rft run: its last round's)."""
+    from sftkit.train.run_dir import is_complete_final
+
+    inner = last_stage(run)
+    return is_complete_final(run) or (inner is not None and inner != run and _finished(inner))
 
 
 def last_stage(folder: Path) -> Path | None:

@@ -286,7 +286,7 @@ def _keep(cfg: SFTConfig, question: dict, prompt: list[dict], rows: list[dict], 
     summary["questions_with_correct"] += any(x["correct"] for x in rows)
     out, seen = [], set()
     demo = split_prompt(question)[1]
-    if demo is not None and getattr(cfg.rl, "rft_keep_demonstration", True) and \
+    if demo is not None and cfg.rl.rft_keep_demonstration and \
             is_correct(demo.get("content") or "", question):
         seen.add((demo.get("content") or "").strip())
         out.append(_record(question, prompt, demo, r, "demonstration", {}))
