@@ -196,3 +196,11 @@ def test_reft_chain_sft_then_grpo_in_one_run_folder(qa, tmp_path):
     report = json.loads((root / "2-grpo" / "data_report.json").read_text())
     assert report["questions"] == len(QUESTIONS)  # the same questions as the warm-up, demonstrations ignored
     assert any("rewards/answer_match/mean" in m for m in metrics(root / "2-grpo"))
+
+
+def test_rollout_groups_of_repeated_prompts():
+    from sftkit.train.rollout import _groups
+
+    assert _groups(["a", "a", "b", "b"]) == (["a", "b"], 2)  # trl's repeats: one generate call with n=2
+    assert _groups(["a", "a", "b"]) == (["a", "a", "b"], 1)  # uneven: each prompt answered once, in order
+    assert _groups(["a", "b", "a", "b"]) == (["a", "b", "a", "b"], 1)
