@@ -38,11 +38,11 @@ def sft_to_plateau(model, tok, ren, train, dev, a, rng):
     best, best_state, history, since = -1.0, None, [], 0
     for ep in range(1, a.max_epochs + 1):
         loss = sft_epoch(model, opt, train, a.batch, rng)
-        dev = accuracy(model, tok, ren, dev)["acc"]
-        history.append((ep, round(loss, 3), dev))
-        print(f"  sft epoch {ep} loss {loss:.3f} dev {dev:.3f}", flush=True)
-        if dev > best:
-            best, since = dev, 0
+        acc = accuracy(model, tok, ren, dev)
+        history.append((ep, round(loss, 3), acc["acc"]))
+        print(f"  sft epoch {ep} loss {loss:.3f} dev {acc}", flush=True)
+        if acc["acc"] > best:
+            best, since = acc["acc"], 0
             best_state = (copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict()), ep)
         else:
             since += 1

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import random
 
 import torch
 from common import Timer, accuracy, load, rows, sft_epoch
-import importlib
 
 p = argparse.ArgumentParser()
 p.add_argument("--seed", type=int, default=0)
