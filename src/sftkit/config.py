@@ -130,6 +130,13 @@ class TrainArgs(Strict):
     seed: int = Field(42, description="initialisation, dropout and data order")
     tensorboard: bool = Field(False, description="also log to TensorBoard in the run folder")
     num_workers: int = Field(0, ge=0, description="dataloader worker processes")
+    early_stopping_patience: int | None = Field(None, ge=1, description="stop when train.best_metric has not "
+                                                "improved for this many evaluations; final/ holds the best one")
+    best_metric: str = Field("eval_loss", description="the logged metric early stopping watches: eval_loss "
+                             "(lower is better) or e.g. eval_gen_answer_accuracy (eval.every_steps; higher is "
+                             "better: every metric but losses and perplexities)")
+    max_time: float | None = Field(None, gt=0, description="stop after the first step that ends this many "
+                                   "seconds after training began (then save as usual)")
 
     @model_validator(mode="after")
     def _steps(self):
@@ -222,6 +229,10 @@ class SFTConfig(Strict):
                              "prepended per sequence); set data.packing: false")
         if not set(self.ia3.feedforward) <= set(self.ia3.targets):
             raise ValueError("ia3.feedforward must be a subset of ia3.targets")
+        if self.train.early_stopping_patience and not (self.data.eval_file or self.data.val_size or
+                                                       self.eval.every_steps):
+            raise ValueError("train.early_stopping_patience needs evaluations: data.val_size or data.eval_file "
+                             "(eval_loss), or eval.every_steps with eval.data (eval_gen_* metrics)")
         if self.eval.every_steps and not self.eval.data:
             raise ValueError("eval.every_steps needs eval.data (a file with reference replies)")
         if self.method == "pissa" and self.lora.init == "default":

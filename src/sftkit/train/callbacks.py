@@ -1,9 +1,11 @@
-"""Trainer callbacks: metrics as JSONL in the run folder, and checkpoints marked complete, then rotated."""
+"""Trainer callbacks: metrics as JSONL in the run folder, checkpoints marked complete, then rotated; early
+stopping on a logged metric (keeping the best weights) and a wall-time limit."""
 
 from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -64,3 +66,61 @@ class MarkComplete(TrainerCallback):
             if ckpt.is_dir():
                 mark_complete(ckpt)
                 prune_checkpoints(Path(args.output_dir), self.keep)
+
+
+def greater_is_better(metric: str) -> bool:
+    """Losses and perplexities fall as a model gets better; every other metric rises."""
+    return not any(k in metric for k in ("loss", "perplexity"))
+
+
+class EarlyStop(TrainerCallback):
+    """Stop when ``metric`` (any logged value: ``eval_loss``, ``eval_gen_answer_accuracy``, ...) has not improved
+    for ``patience`` evaluations in a row, and keep a copy of the trainable parameters (on the CPU) at the best
+    one, so the run can save the best evaluation's model (``restore``). The copy lives in memory: a run resumed
+    after a kill tracks the best from the resume on."""
+
+    def __init__(self, metric: str, patience: int):
+        self.metric, self.patience, self.greater = metric, patience, greater_is_better(metric)
+        self.best: float | None = None
+        self.best_step: int | None = None
+        self.since = 0
+        self.weights: dict | None = None
+
+    def on_log(self, args, state, control, logs=None, model=None, **kwargs):
+        value = (logs or {}).get(self.metric)
+        if value is None or not math.isfinite(value) or model is None:
+            return
+        if self.best is None or (value > self.best if self.greater else value < self.best):
+            self.best, self.best_step, self.since = value, state.global_step, 0
+            self.weights = {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
+        else:
+            self.since += 1
+            if self.since >= self.patience:
+                control.should_training_stop = True
+
+    def restore(self, model) -> bool:
+        """Put the best evaluation's trainable parameters back; False when there is nothing to restore."""
+        if self.weights is None:
+            return False
+        import torch
+
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                if n in self.weights:
+                    p.copy_(self.weights[n].to(p.device))
+        return True
+
+
+class TimeLimit(TrainerCallback):
+    """End training after the first step that finishes ``seconds`` after training began (then save as usual)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.start = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.monotonic()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.start is not None and time.monotonic() - self.start >= self.seconds:
+            control.should_training_stop = True

@@ -25,7 +25,7 @@ from sftkit.methods import METHODS
 from sftkit.models import load_model, load_tokenizer
 from sftkit.tokenize.packing import ATTENTION, PackedCollator, PaddedCollator
 from sftkit.tokenize.templates import get_template
-from sftkit.train.callbacks import MarkComplete, MetricsJsonl
+from sftkit.train.callbacks import EarlyStop, MarkComplete, MetricsJsonl, TimeLimit
 from sftkit.train.data import prepare
 from sftkit.train.run_dir import (
     COMPLETE,
@@ -117,13 +117,18 @@ def train(cfg: SFTConfig) -> Path:
             # 4. train (resuming from the last complete checkpoint when asked), evaluate, save
             result = trainer.train(resume_from_checkpoint=_resume_from(cfg, run_dir))
             metrics = dict(result.metrics)
+            early = next((cb for cb in trainer.callback_handler.callbacks if isinstance(cb, EarlyStop)), None)
+            restored = early is not None and early.restore(trainer.model)  # final/: the best evaluation's model
+            if restored:
+                metrics.update({"best_step": early.best_step, f"best_{early.metric}": early.best})
             whole = whole_run_train_loss(trainer.state.log_history, trainer.state.global_step)
             if whole is not None:  # the Trainer's own figure covers only the steps since a resume
                 metrics["train_loss"] = whole
             if has_eval:  # the Trainer may have just evaluated at the last step: reuse it rather than log it twice
                 done = [h for h in trainer.state.log_history
                         if "eval_loss" in h and h.get("step") == trainer.state.global_step]
-                ev = {k: v for k, v in done[-1].items() if k.startswith("eval_")} if done else trainer.evaluate()
+                ev = ({k: v for k, v in done[-1].items() if k.startswith("eval_")} if done and not restored
+                      else trainer.evaluate())
                 metrics.update(ev)
                 if "eval_loss" in ev:
                     metrics["eval_perplexity"] = math.exp(min(ev["eval_loss"], 50))
@@ -193,6 +198,10 @@ def build(cfg: SFTConfig):
     trainer = Trainer(model=model, args=args, train_dataset=_Rows(train_rows), eval_dataset=_Rows(eval_rows) if has_eval else None,
                       data_collator=collator, processing_class=tokenizer,
                       callbacks=[MetricsJsonl(run_dir / "metrics.jsonl"), MarkComplete(cfg.train.save_total_limit)])
+    if cfg.train.early_stopping_patience:
+        trainer.add_callback(EarlyStop(cfg.train.best_metric, cfg.train.early_stopping_patience))
+    if cfg.train.max_time:
+        trainer.add_callback(TimeLimit(cfg.train.max_time))
     if cfg.eval.every_steps:  # generation metrics logged with the loss
         from sftkit.eval.callback import GenerationEval
 
