@@ -1,20 +1,22 @@
 """DPO learning effect (issue 8): held-out preference accuracy and the style of greedy replies, before and after.
 
-Run: ``OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_dpo_effect.py [--steps 120] [--seed 0]``.
+Run: ``OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_dpo_effect.py [--sft-steps 80] [--steps 40] [--seed 0]``.
 
-Data (synthetic, written to the output folder): questions about a topic; the chosen reply opens with
-"Sure!" and ends with "Hope this helps." around a short factual body; the rejected reply gives the same body in
-another style (opens with "Well, I guess", no sign-off). Train and held-out sets are split by topic, so no
-held-out question's topic was seen in training. DPO with LoRA on the shipped base ``sftkit-tiny`` through
-``sftkit train`` (stage dpo), nothing tuned on the held-out set.
+Protocol (RLHF order, one config with two stages in one run folder): SFT on the training questions with plain
+replies (a short factual body), then DPO on preference pairs for the same questions: the chosen reply wraps the
+body as "Sure! <body> Hope this helps.", the rejected reply is the plain body, i.e. what the SFT model writes
+now. Train and held-out sets are split by topic, so no held-out question's topic was seen in training. LoRA on
+the shipped base ``sftkit-tiny`` through ``sftkit train`` (stages sft, dpo); nothing tuned on the held-out set.
+"Before" is the SFT model (DPO's start and reference), "after" the DPO model.
 
 Measures on the held-out pairs, computed here from the model's own log-probabilities (independent of trl):
 - preference accuracy: share of pairs whose implicit reward beta * (log pi(y|x) - log pi_ref(y|x)) is higher
   for the chosen reply (ties count half: before training policy = reference, every reward is 0, so 50%);
   trl's own ``eval_rewards/accuracies`` of the final eval is printed beside it as a cross-check;
 - likelihood preference: share of pairs where the model gives the chosen reply a higher log-probability;
-- style of greedy replies (``sftkit.generation.generate``) to the held-out questions: share that open with
-  "Sure!" (chosen style), share that end with "Hope this helps." and share that open with "Well" (rejected).
+- the chosen style in generation: mean log p("Sure!" | held-out prompt) (the chosen opener's tokens), and greedy
+  replies (``sftkit.generation.generate``) to the held-out questions: share that open with "Sure!", share that
+  end with "Hope this helps.", share whose first letter is the opener's ("S").
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ ASK = ["Tell me about {t}.", "What do you know about {t}?", "Can you describe {t
        "Say something about {t}.", "I am curious about {t}. Any thoughts?"]
 FACTS = ["{T} appear in many old stories.", "Many people find {t} interesting.", "{T} can be seen in many places.",
          "There is a lot to learn about {t}.", "{T} have a long history.", "Artists often draw {t}."]
-OPEN, CLOSE, REJECT_OPEN = "Sure!", "Hope this helps.", "Well, I guess"
+OPEN, CLOSE = "Sure!", "Hope this helps."
 
 
 def pair(topic: str, rng: random.Random) -> dict:
@@ -44,20 +46,22 @@ def pair(topic: str, rng: random.Random) -> dict:
     question = rng.choice(ASK).format(t=topic)
     return {"messages": [{"role": "user", "content": question}],
             "chosen": {"role": "assistant", "content": f"{OPEN} {body} {CLOSE}"},
-            "rejected": {"role": "assistant", "content": f"{REJECT_OPEN} {body[0].lower()}{body[1:]}"}}
+            "rejected": {"role": "assistant", "content": body}}
 
 
-def make_data(out: Path, seed: int, per_topic: int = 6) -> tuple[Path, Path, list[dict]]:
+def make_data(out: Path, seed: int, per_topic: int = 6) -> tuple[Path, Path, Path, list[dict]]:
+    """(SFT file: the training questions with plain replies, DPO pairs, held-out pairs, held-out records)."""
     rng = random.Random(seed)
     topics = TOPICS[:]
     rng.shuffle(topics)
     held_topics, train_topics = topics[:10], topics[10:]
     train = [pair(t, rng) for t in train_topics for _ in range(per_topic)]
     held = [pair(t, rng) for t in held_topics for _ in range(4)]
-    paths = out / "train.jsonl", out / "heldout.jsonl"
-    for path, rows in zip(paths, (train, held), strict=True):
+    sft = [{"messages": [*p["messages"], p["rejected"]]} for p in train]
+    paths = out / "sft.jsonl", out / "train.jsonl", out / "heldout.jsonl"
+    for path, rows in zip(paths, (sft, train, held), strict=True):
         path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return paths[0], paths[1], held
+    return *paths, held
 
 
 def seq_logps(model, rows: list[dict], key: str) -> list[float]:
@@ -88,30 +92,35 @@ def style(model, tokenizer, renderer, held: list[dict]) -> dict:
     n = len(texts)
     return {"opens_sure": sum(t.startswith(OPEN) for t in texts) / n,
             "ends_sign_off": sum(t.endswith(CLOSE) for t in texts) / n,
-            "opens_well": sum(t.startswith("Well") for t in texts) / n, "examples": texts[:3]}
+            "opens_with_S": sum(t.startswith("S") for t in texts) / n, "examples": texts[:3]}
 
 
-def measure(model, tokenizer, renderer, rows, held, ref_logps=None) -> dict:
-    import contextlib
+def with_opener(rows: list[dict], tokenizer) -> list[dict]:
+    """Rows with ``open_ids``: the first tokens of the chosen reply that spell the opener "Sure!"."""
+    k = next(k for k in range(1, 8) if tokenizer.decode(rows[0]["chosen_ids"][:k]).strip() == OPEN)
+    return [{**r, "open_ids": r["chosen_ids"][:k]} for r in rows]
 
+
+def measure(model, tokenizer, renderer, rows, held, ref_logps=None) -> tuple[dict, tuple]:
+    """Held-out figures of ``model``; ``ref_logps`` None: the model is its own reference (before training)."""
     model.eval()
     c, r = seq_logps(model, rows, "chosen_ids"), seq_logps(model, rows, "rejected_ids")
-    if ref_logps is None:  # a peft model: the reference is the same model with its adapter off
-        off = model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
-        with off:
-            ref_logps = seq_logps(model, rows, "chosen_ids"), seq_logps(model, rows, "rejected_ids")
+    ref_logps = ref_logps or (c, r)
     rc = [a - b for a, b in zip(c, ref_logps[0], strict=True)]
     rr = [a - b for a, b in zip(r, ref_logps[1], strict=True)]
+    opener = seq_logps(model, rows, "open_ids")
     return {"preference_accuracy": accuracy(rc, rr), "likelihood_preference": accuracy(c, r),
             "mean_margin_logp": sum(a - b for a, b in zip(rc, rr, strict=True)) / len(rc),
+            "mean_logp_opener": sum(opener) / len(opener),  # log p("Sure!" | prompt): the chosen style's start
             **style(model, tokenizer, renderer, held)}, (c, r)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--sft-steps", type=int, default=80)
+    ap.add_argument("--steps", type=int, default=40, help="DPO steps")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr", type=float, default=1e-3, help="DPO learning rate")
     ap.add_argument("--beta", type=float, default=0.1)
     ap.add_argument("--out", default=str(REPO / "runs" / "bench_dpo"))
     a = ap.parse_args()
@@ -127,36 +136,37 @@ def main() -> None:
     torch.set_num_threads(2)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    train_path, held_path, held = make_data(out, a.seed)
+    sft_path, train_path, held_path, held = make_data(out, a.seed)
     tokenizer = load_tokenizer("sftkit-tiny")
     renderer = Renderer(tokenizer)
-    rows = PrefRenderer(tokenizer, None, "dpo", 1024).rows(held)
-
-    t0 = time.perf_counter()
-    base = load_model("sftkit-tiny", precision="fp32")
-    before, ref = measure(base, tokenizer, renderer, rows, held, ref_logps=None)
-    before["preference_accuracy"] = accuracy([0.0] * len(rows), [0.0] * len(rows))  # policy = reference
-    t_before = time.perf_counter() - t0
-
+    rows = with_opener(PrefRenderer(tokenizer, None, "dpo", 1024).rows(held), tokenizer)
+    lora = {"r": 8, "alpha": 16, "dropout": 0.0, "targets": "all-linear"}
     cfg = load_config(raw={
-        "stage": "dpo", "method": "lora", "model": "sftkit-tiny",
-        "data": {"datasets": [{"path": str(train_path)}], "eval_file": str(held_path), "max_length": 256},
-        "train": {"output_dir": str(out / "run"), "max_steps": a.steps, "batch_size": 8, "learning_rate": a.lr,
-                  "lr_scheduler": "cosine", "warmup_ratio": 0.05, "logging_steps": 10, "save_steps": 10_000,
-                  "eval_steps": a.steps,  # one held-out eval, at the end
-                  "seed": a.seed, "overwrite": True},
-        "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "targets": "all-linear"}, "rl": {"beta": a.beta}})
-    t1 = time.perf_counter()
-    run = run_stage(cfg)
-    t_train = time.perf_counter() - t1
+        "model": "sftkit-tiny", "method": "lora", "lora": lora, "rl": {"beta": a.beta},
+        "data": {"datasets": [{"path": str(sft_path)}], "max_length": 256},
+        "train": {"output_dir": str(out / "run"), "max_steps": a.sft_steps, "batch_size": 8, "learning_rate": 3e-3,
+                  "lr_scheduler": "cosine", "logging_steps": 10, "save_steps": 10_000, "seed": a.seed,
+                  "overwrite": True},
+        "stages": [{"stage": "sft"},
+                   {"stage": "dpo", "data": {"datasets": [{"path": str(train_path)}], "eval_file": str(held_path)},
+                    "train": {"max_steps": a.steps, "learning_rate": a.lr, "eval_steps": a.steps}}]})
+    t0 = time.perf_counter()
+    root = run_stage(cfg)
+    t_train = time.perf_counter() - t0
 
-    trained = load_model(str(run / "final"), precision="fp32")
+    t1 = time.perf_counter()
+    sft = load_model(str(root / "1-sft" / "final"), precision="fp32")
+    before, ref = measure(sft, tokenizer, renderer, rows, held, ref_logps=None)
+    del sft
+    trained = load_model(str(root / "2-dpo" / "final"), precision="fp32")
     after, _ = measure(trained, tokenizer, renderer, rows, held, ref_logps=ref)
-    trl_acc = json.loads((run / "final" / "sftkit.json").read_text())["metrics"].get("eval_rewards/accuracies")
-    result = {"seed": a.seed, "steps": a.steps, "lr": a.lr, "beta": a.beta, "train_pairs": sum(1 for _ in open(train_path, encoding="utf-8")),
-              "heldout_pairs": len(rows), "before": before, "after": after, "trl_eval_rewards_accuracies": trl_acc,
-              "seconds": {"measure_before": round(t_before, 1), "train": round(t_train, 1),
-                          "total": round(time.perf_counter() - t0, 1)}}
+    t_measure = time.perf_counter() - t1
+    trl_acc = json.loads((root / "2-dpo" / "final" / "sftkit.json").read_text())["metrics"].get(
+        "eval_rewards/accuracies")
+    result = {"seed": a.seed, "sft_steps": a.sft_steps, "dpo_steps": a.steps, "dpo_lr": a.lr, "beta": a.beta,
+              "train_pairs": sum(1 for _ in open(train_path, encoding="utf-8")), "heldout_pairs": len(rows),
+              "before_dpo (SFT model)": before, "after_dpo": after, "trl_eval_rewards_accuracies": trl_acc,
+              "seconds": {"train_sft_then_dpo": round(t_train, 1), "measure": round(t_measure, 1)}}
     (out / "result.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
     print(json.dumps(result, indent=2, ensure_ascii=False))
 
