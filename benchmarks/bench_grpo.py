@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -122,6 +123,11 @@ def _mean_length(trainer) -> float:
     return round(sum(lengths) / max(1, len(lengths)), 1)
 
 
+def _progress(side: str, r: int, timer: StepTimer) -> None:
+    steps = ", ".join(f"{s:.2f} (gen {g:.2f})" for s, g in zip(timer.steps, timer.gen, strict=True))
+    print(f"round {r + 1} {side}: step seconds {steps}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=6, help="optimizer steps per run (the first is a warm-up)")
@@ -137,9 +143,11 @@ def main(argv: list[str] | None = None) -> dict:
             timer, records, length = run_sftkit(a, Path(tmp) / f"r{r}")
             timers["sftkit"].append(timer)
             lengths["sftkit"].append(length)
+            _progress("sftkit", r, timer)
             timer, length = run_trl(a, Path(tmp) / f"r{r}", records)
             timers["trl"].append(timer)
             lengths["trl"].append(length)
+            _progress("trl", r, timer)
     result = {"shape": {"questions": a.questions, "generations": a.generations, "max_new_tokens": a.max_new,
                         "steps_counted": (a.steps - 1) * a.rounds, "threads": torch.get_num_threads()}}
     for side, ts in timers.items():
