@@ -54,6 +54,9 @@ class RLConfig(_Strict):
                                                                    "variant (trl's loss_type)")
     label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="dpo (sigmoid/robust): assumed share of "
                                    "flipped preference labels")
+    dpo_sft_weight: float = Field(0.0, ge=0, description="dpo: also learn the chosen reply (negative "
+                                  "log-likelihood, trl's \"sft\" loss; RPO), weighted; keeps generations fluent "
+                                  "while the preference moves them")
     simpo_gamma: float = Field(0.5, ge=0, description="simpo: target reward margin (gamma / beta ratio as in "
                                "trl's CPO `simpo_gamma`)")
     kto_desirable_weight: float = Field(1.0, gt=0, description="kto: weight of desirable (label true) examples")
