@@ -187,6 +187,43 @@ def test_dpo_reference_is_the_start_model(tmp_path):
             assert not torch.allclose(policy, trainer.model(input_ids=batch["input_ids"][:1]).logits)
 
 
+def test_dpo_sft_weight_adds_the_chosen_replys_nll_to_trls_loss(tmp_path):
+    """At the start (policy = reference) trl's sigmoid DPO loss is log 2 per pair; with ``rl.dpo_sft_weight`` w the
+    loss is log 2 + w * the chosen replies' mean token NLL, the NLL computed here from the base model directly.
+    Trained alike, the weighted run keeps the chosen reply likelier than pure DPO does."""
+    import math
+
+    from trl.trainer.dpo_trainer import DataCollatorForPreference
+
+    from sftkit.models import load_model
+    from sftkit.train.preference import build
+    from sftkit.train.run_dir import release_run_dir
+
+    base = load_model("sftkit-tiny", precision="fp32").eval()
+    results = {}
+    for w in (0.0, 0.5):
+        cfg = pref_config(tmp_path / str(w), "dpo", steps=6, rl={"dpo_sft_weight": w})
+        trainer, run_dir, _, _ = build(cfg)
+        try:
+            assert trainer.args.loss_type == (["sigmoid", "sft"] if w else ["sigmoid"])
+            assert trainer.args.loss_weights == ([1.0, w] if w else None)
+            rows = [trainer.train_dataset[i] for i in range(4)]
+            with torch.no_grad():
+                loss = trainer.compute_loss(trainer.model, DataCollatorForPreference(pad_token_id=0)(rows)).item()
+                nll = []
+                for r in rows:
+                    ids = torch.tensor([r["prompt_ids"] + r["chosen_ids"]])
+                    logp = torch.log_softmax(base(input_ids=ids).logits[0, :-1], -1).gather(1, ids[0, 1:, None])[:, 0]
+                    nll += (-logp[len(r["prompt_ids"]) - 1:]).tolist()
+            assert loss == pytest.approx(math.log(2) + w * sum(nll) / len(nll), abs=1e-4)
+            trainer.train()
+            results[w] = trainer.evaluate()
+        finally:
+            release_run_dir(run_dir)
+    assert results[0.5]["eval_logps/chosen"] > results[0.0]["eval_logps/chosen"]
+    assert results[0.5]["eval_rewards/margins"] > 0 and results[0.0]["eval_rewards/margins"] > 0
+
+
 def test_dpo_full_and_freeze_train_the_intended_parameters_against_a_frozen_copy(tmp_path):
     trainer, changed, before, first, last = train_and_compare(pref_config(tmp_path / "full", "dpo", "full", steps=4,
                                                                           train={"learning_rate": 1e-3}))

@@ -2,7 +2,8 @@
 
 Stages and their engines (trl's trainers; their losses are not rewritten here):
 
-- ``dpo``: ``trl.DPOTrainer`` (loss ``rl.dpo_loss``, ``rl.beta``, ``rl.label_smoothing``);
+- ``dpo``: ``trl.DPOTrainer`` (loss ``rl.dpo_loss``, ``rl.beta``, ``rl.label_smoothing``; with
+  ``rl.dpo_sft_weight`` > 0 trl adds its ``"sft"`` loss, the chosen reply's mean token NLL, at that weight: RPO);
 - ``kto``: ``trl.KTOTrainer`` (promoted to ``trl.trainer`` in trl 1.x; ``rl.beta``, ``rl.kto_*_weight``);
 - ``orpo``: ``trl.experimental.orpo.ORPOTrainer`` (``rl.beta`` is the odds-ratio weight, lambda);
 - ``simpo``: ``trl.experimental.cpo.CPOTrainer`` with ``loss_type="simpo"``, ``cpo_alpha=0`` (``rl.beta``,
@@ -188,7 +189,10 @@ def _args(cfg: SFTConfig, run_dir: Path, has_eval: bool):
     if cfg.stage == "dpo":
         from trl import DPOConfig
 
-        return DPOConfig(**common, beta=rl.beta, loss_type=[rl.dpo_loss], label_smoothing=rl.label_smoothing)
+        # rl.dpo_sft_weight > 0: trl's own combination of its DPO loss and its "sft" term (RPO)
+        losses = dict(loss_type=[rl.dpo_loss, "sft"], loss_weights=[1.0, rl.dpo_sft_weight]) \
+            if rl.dpo_sft_weight > 0 else dict(loss_type=[rl.dpo_loss])
+        return DPOConfig(**common, beta=rl.beta, label_smoothing=rl.label_smoothing, **losses)
     if cfg.stage == "kto":
         from trl import KTOConfig
 
