@@ -59,6 +59,9 @@ def test_training_logs_generation_metrics(evals):
     _, run, _, _ = evals
     logs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert any("eval_gen_rougeL" in m and "loss" not in m for m in logs)
+    # a step that is due for both keeps its training-loss line (the eval's log must not swallow it)
+    assert [m["step"] for m in logs if "eval_gen_rougeL" in m] == [40, 80]
+    assert {40, 80} <= {m["step"] for m in logs if "loss" in m}
 
 
 def test_compare_sheet_human_and_plot(evals, capsys, tmp_path):

@@ -27,7 +27,9 @@ class GenerationEval(TrainerCallback):
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if self.cfg.every_steps and state.global_step % self.cfg.every_steps == 0 and self.trainer is not None:
+            due = control.should_log  # logging resets it: the training loss due at this step must still be logged
             self.trainer.log(self.run(model))
+            control.should_log = due
 
     def run(self, model) -> dict:
         """Score greedy replies to the eval items with the model as it is now."""
