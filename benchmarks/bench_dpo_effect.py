@@ -1,6 +1,7 @@
 """DPO learning effect (issue 8): held-out preference accuracy and the style of greedy replies, before and after.
 
-Run: ``OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_dpo_effect.py [--sft-steps 80] [--steps 40] [--seed 0]``.
+Run: ``OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_dpo_effect.py [--sft-steps 80] [--steps 40] [--seed 0]
+[--lr 3e-3] [--beta 0.1] [--sft-weight 1.0]`` (``--sft-weight``: ``rl.dpo_sft_weight``, the chosen reply's NLL).
 
 Protocol (RLHF order, one config with two stages in one run folder): SFT on the training questions with plain
 replies (a short factual body), then DPO on preference pairs for the same questions: the chosen reply wraps the
@@ -16,13 +17,16 @@ Measures on the held-out pairs, computed here from the model's own log-probabili
 - likelihood preference: share of pairs where the model gives the chosen reply a higher log-probability;
 - the chosen style in generation: mean log p("Sure!" | held-out prompt) (the chosen opener's tokens), and greedy
   replies (``sftkit.generation.generate``) to the held-out questions: share that open with "Sure!", share that
-  end with "Hope this helps.", share whose first letter is the opener's ("S").
+  end with "Hope this helps.", share whose first letter is the opener's ("S"), share that keep a body (>= 3 words
+  besides opener and sign-off), and share of the chosen shape (opener, a body, one sign-off at the end).
+Settings are chosen on a dev split (5 topics seen neither in training nor in the held-out set), never on held-out.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import time
@@ -49,19 +53,21 @@ def pair(topic: str, rng: random.Random) -> dict:
             "rejected": {"role": "assistant", "content": body}}
 
 
-def make_data(out: Path, seed: int, per_topic: int = 6) -> tuple[Path, Path, Path, list[dict]]:
-    """(SFT file: the training questions with plain replies, DPO pairs, held-out pairs, held-out records)."""
+def make_data(out: Path, seed: int, per_topic: int = 6) -> tuple[Path, Path, Path, list[dict], list[dict]]:
+    """(SFT file: the training questions with plain replies, DPO pairs, held-out pairs, held-out records, dev
+    records). Topics: 10 held-out, 5 dev (for choosing settings), 25 train."""
     rng = random.Random(seed)
     topics = TOPICS[:]
     rng.shuffle(topics)
-    held_topics, train_topics = topics[:10], topics[10:]
+    held_topics, dev_topics, train_topics = topics[:10], topics[10:15], topics[15:]
     train = [pair(t, rng) for t in train_topics for _ in range(per_topic)]
     held = [pair(t, rng) for t in held_topics for _ in range(4)]
+    dev = [pair(t, rng) for t in dev_topics for _ in range(4)]
     sft = [{"messages": [*p["messages"], p["rejected"]]} for p in train]
     paths = out / "sft.jsonl", out / "train.jsonl", out / "heldout.jsonl"
     for path, rows in zip(paths, (sft, train, held), strict=True):
         path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return *paths, held
+    return *paths, held, dev
 
 
 def seq_logps(model, rows: list[dict], key: str) -> list[float]:
@@ -90,9 +96,15 @@ def style(model, tokenizer, renderer, held: list[dict]) -> dict:
                     GenerationOptions(max_new_tokens=32, batch_size=16))
     texts = [c.content.strip() for c in done]
     n = len(texts)
+    bodies = [t.replace(OPEN, " ").replace(CLOSE, " ").split() for t in texts]
     return {"opens_sure": sum(t.startswith(OPEN) for t in texts) / n,
             "ends_sign_off": sum(t.endswith(CLOSE) for t in texts) / n,
-            "opens_with_S": sum(t.startswith("S") for t in texts) / n, "examples": texts[:3]}
+            "opens_with_S": sum(t.startswith("S") for t in texts) / n,
+            # the chosen style is a wrapper around a body: a reply that drops the body is not the chosen style
+            "has_body": sum(len(w) >= 3 for w in bodies) / n,
+            "chosen_shape": sum(t.startswith(OPEN) and t.endswith(CLOSE) and t.count(CLOSE) == 1 and len(w) >= 3
+                                for t, w in zip(texts, bodies, strict=True)) / n,
+            "examples": texts[:3], "texts": texts}
 
 
 def with_opener(rows: list[dict], tokenizer) -> list[dict]:
@@ -120,8 +132,9 @@ def main() -> None:
     ap.add_argument("--sft-steps", type=int, default=80)
     ap.add_argument("--steps", type=int, default=40, help="DPO steps")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--lr", type=float, default=1e-3, help="DPO learning rate")
+    ap.add_argument("--lr", type=float, default=3e-3, help="DPO learning rate (chosen on the dev split)")
     ap.add_argument("--beta", type=float, default=0.1)
+    ap.add_argument("--sft-weight", type=float, default=1.0, help="rl.dpo_sft_weight (0: pure DPO)")
     ap.add_argument("--out", default=str(REPO / "runs" / "bench_dpo"))
     a = ap.parse_args()
     sys.path.insert(0, str(REPO / "src"))
@@ -133,16 +146,17 @@ def main() -> None:
     from sftkit.train import run_stage
     from sftkit.train.pref_rows import PrefRenderer
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    sft_path, train_path, held_path, held = make_data(out, a.seed)
+    sft_path, train_path, held_path, held, dev = make_data(out, a.seed)
     tokenizer = load_tokenizer("sftkit-tiny")
     renderer = Renderer(tokenizer)
     rows = with_opener(PrefRenderer(tokenizer, None, "dpo", 1024).rows(held), tokenizer)
+    dev_rows = with_opener(PrefRenderer(tokenizer, None, "dpo", 1024).rows(dev), tokenizer)
     lora = {"r": 8, "alpha": 16, "dropout": 0.0, "targets": "all-linear"}
     cfg = load_config(raw={
-        "model": "sftkit-tiny", "method": "lora", "lora": lora, "rl": {"beta": a.beta},
+        "model": "sftkit-tiny", "method": "lora", "lora": lora, "rl": {"beta": a.beta, "dpo_sft_weight": a.sft_weight},
         "data": {"datasets": [{"path": str(sft_path)}], "max_length": 256},
         "train": {"output_dir": str(out / "run"), "max_steps": a.sft_steps, "batch_size": 8, "learning_rate": 3e-3,
                   "lr_scheduler": "cosine", "logging_steps": 10, "save_steps": 10_000, "seed": a.seed,
@@ -157,14 +171,18 @@ def main() -> None:
     t1 = time.perf_counter()
     sft = load_model(str(root / "1-sft" / "final"), precision="fp32")
     before, ref = measure(sft, tokenizer, renderer, rows, held, ref_logps=None)
+    dev_before, dev_ref = measure(sft, tokenizer, renderer, dev_rows, dev, ref_logps=None)
     del sft
     trained = load_model(str(root / "2-dpo" / "final"), precision="fp32")
     after, _ = measure(trained, tokenizer, renderer, rows, held, ref_logps=ref)
+    dev_after, _ = measure(trained, tokenizer, renderer, dev_rows, dev, ref_logps=dev_ref)
     t_measure = time.perf_counter() - t1
     trl_acc = json.loads((root / "2-dpo" / "final" / "sftkit.json").read_text())["metrics"].get(
         "eval_rewards/accuracies")
-    result = {"seed": a.seed, "sft_steps": a.sft_steps, "dpo_steps": a.steps, "dpo_lr": a.lr, "beta": a.beta,
+    result = {"seed": a.seed, "sft_steps": a.sft_steps, "dpo_steps": a.steps, "dpo_lr": a.lr, "beta": a.beta, "dpo_sft_weight": a.sft_weight,
+              "threads": torch.get_num_threads(), "load_average_at_end": os.getloadavg(),
               "train_pairs": sum(1 for _ in open(train_path, encoding="utf-8")), "heldout_pairs": len(rows),
+              "dev (for choosing settings)": {"before": dev_before, "after": dev_after},
               "before_dpo (SFT model)": before, "after_dpo": after, "trl_eval_rewards_accuracies": trl_acc,
               "seconds": {"train_sft_then_dpo": round(t_train, 1), "measure": round(t_measure, 1)}}
     (out / "result.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
