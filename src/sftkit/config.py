@@ -227,6 +227,9 @@ class SFTConfig(Strict):
                              "prepended per sequence); set data.packing: false")
         if not set(self.ia3.feedforward) <= set(self.ia3.targets):
             raise ValueError("ia3.feedforward must be a subset of ia3.targets")
+        if self.stage not in ("sft", "rft") and (self.train.early_stopping_patience or self.train.max_time):
+            raise ValueError(f"train.early_stopping_patience and train.max_time apply to stages sft and rft; stage "
+                             f"{self.stage!r} stops at train.max_steps / train.epochs")
         if self.train.early_stopping_patience and not (self.data.eval_file or self.data.val_size or
                                                        self.eval.every_steps):
             raise ValueError("train.early_stopping_patience needs evaluations: data.val_size or data.eval_file "

@@ -308,7 +308,13 @@ def load_reward(
             raise SftkitError(
                 f"reward {spec.name!r}: {len(completions)} completions but {len(records)} records"
             )
-        values = fn(list(completions), list(records), **options)
+        try:
+            values = fn(list(completions), list(records), **options)
+        except SftkitError:
+            raise
+        except Exception as e:  # a bug in a user reward: one line naming it, not a traceback through trl
+            first = str(e).splitlines()[0] if str(e) else ""
+            raise SftkitError(f"reward {spec.name!r} raised {type(e).__name__}: {first}") from None
         if not isinstance(values, list | tuple) or len(values) != len(completions):
             got = (
                 f"{len(values)} values" if isinstance(values, list | tuple) else f"a {type(values).__name__}"

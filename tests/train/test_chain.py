@@ -50,7 +50,7 @@ def test_chain_trains_each_stage_from_the_last_and_resolves_to_the_last(tiny_mod
                                                                                     "learning_rate": 1e-3}}], tmp_path)
     assert run_stage(cfg) == out
     info = json.loads((out / "pipeline.json").read_text())
-    assert [s["stage"] for s in info["stages"]] == ["sft", "sft"] and info["last"] == str(out / "2-sft")
+    assert [s["stage"] for s in info["stages"]] == ["sft", "sft"] and info["last"] == "2-sft"
     assert resolve(str(out)) == str(out / "2-sft" / "final")
     first = json.loads((out / "1-sft" / "final" / "sftkit.json").read_text())
     second = json.loads((out / "2-sft" / "final" / "sftkit.json").read_text())

@@ -4,7 +4,7 @@ A config with ``stages: [{stage: sft, ...}, {stage: grpo, ...}]`` is a base conf
 stage. Stage ``i`` is the base with its override merged in (mappings merge key by key, anything else
 replaces), trains into ``<output_dir>/<i+1>-<stage>`` (unless it names its own ``train.output_dir``) and
 starts from the previous stage's model (unless it names its own ``model``). ``pipeline.json`` in the
-run folder lists the stages; ``sftkit chat/eval/export <output_dir>`` use the last stage's model.
+run folder lists the stages (folders relative to it, so the run opens from any working directory); ``sftkit chat/eval/export <output_dir>`` use the last stage's model.
 A stage whose ``final/`` is complete is not trained again when the chain is started a second time
 (``train.resume=auto`` after a kill goes on from the interrupted stage).
 """
@@ -46,6 +46,8 @@ def expand(cfg, base_dir: Path | None, source: str = "config") -> list:
         raw = _merge(base, override)
         if "output_dir" not in (override.get("train") or {}):
             raw["train"]["output_dir"] = stage_dir(cfg.train.output_dir, i, override["stage"])
+        # absolute, so the next stage's start and the saved base_model work from any working directory
+        raw["train"]["output_dir"] = str(Path(raw["train"]["output_dir"]).resolve())
         if "model" not in override and out:
             raw["model"] = out[-1].train.output_dir
         try:
@@ -72,8 +74,8 @@ def run_chain(cfg) -> Path:
     if is_main_process():
         root.mkdir(parents=True, exist_ok=True)
         atomic_write_text(root / "config.yaml", yaml.safe_dump(cfg.model_dump(), allow_unicode=True, sort_keys=False))
-        info = {"stages": [{"stage": s.stage, "method": s.method, "run": str(Path(s.train.output_dir))} for s in stages],
-                "last": str(Path(stages[-1].train.output_dir))}
+        info = {"stages": [{"stage": s.stage, "method": s.method, "run": _relative(s.train.output_dir, root)}
+                           for s in stages], "last": _relative(stages[-1].train.output_dir, root)}
         atomic_write_text(root / PIPELINE, json.dumps(info, indent=2))
     for i, sub in enumerate(stages):
         run = Path(sub.train.output_dir)
@@ -83,6 +85,14 @@ def run_chain(cfg) -> Path:
         print(f"stage {i + 1}/{len(stages)}: {sub.stage} ({sub.method}) from {sub.model} -> {run}", flush=True)
         run_stage(sub)
     return root
+
+
+def _relative(path: str, root: Path) -> str:
+    """A stage folder as pipeline.json stores it: relative to the chain's folder when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(Path(path).resolve())
 
 
 def _finished(run: Path) -> bool:
@@ -99,4 +109,4 @@ def last_stage(folder: Path) -> Path | None:
     if not f.is_file():
         return None
     last = Path(json.loads(f.read_text(encoding="utf-8"))["last"])
-    return last if last.is_absolute() else Path.cwd() / last
+    return last if last.is_absolute() else Path(folder) / last

@@ -110,8 +110,8 @@ def _rounds(cfg: SFTConfig, run: Path) -> None:
     rewards = load_rewards(cfg.rl.rewards)  # bad reward names fail before any model is loaded
     questions, evals, report = _questions(cfg, run)
     rounds = [run / f"round-{r}" for r in range(1, cfg.rl.rft_rounds + 1)]
-    info = {"stage": "rft", "stages": [{"stage": "sft", "method": cfg.method, "run": str(d)} for d in rounds],
-            "last": str(rounds[-1])}
+    info = {"stage": "rft", "stages": [{"stage": "sft", "method": cfg.method, "run": d.name} for d in rounds],
+            "last": rounds[-1].name}  # relative to this folder: the run can be opened from anywhere
     atomic_write_text(run / PIPELINE, json.dumps(info, indent=2))
     eval_file = _write_records(run / "eval.jsonl", evals) if evals else None
     redo = cfg.train.overwrite  # after a round is trained anew, the rounds built on it are stale

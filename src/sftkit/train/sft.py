@@ -246,6 +246,8 @@ def save_final(model, tokenizer, cfg: SFTConfig, out: Path, metrics: dict) -> No
         adapter = not any(partial.glob("model*.safetensors"))  # what was saved
         # an sft adapter continued from an adapter run applies to that run's base; other stages merged the start
         base = _root_base(cfg.model) if adapter and cfg.stage == "sft" else cfg.model
+        if Path(base).is_dir():  # a local folder: absolute, so the run loads from any working directory
+            base = str(Path(base).resolve())
         info = {"base_model": base, "stage": cfg.stage, "method": cfg.method,
                 "template": cfg.template, "adapter": adapter, "metrics": metrics}
         atomic_write_text(partial / "sftkit.json", json.dumps(info, indent=2, default=str))
