@@ -185,9 +185,11 @@ def questions(cfg: SFTConfig, renderer, run_dir: Path, write: bool = True):
     if not usable:
         raise SftkitError(f"no usable question for stage {cfg.stage}: {len(rejects)} of {len(train_recs)} "
                           f"records not usable ({first})" if rejects else f"no records for stage {cfg.stage}")
-    if rejects and write:
-        print(f"data: {len(rejects)} of {len(train_recs)} records not used ({first}; all in "
-              f"{run_dir / 'rejects.jsonl'})", flush=True)
+    n_read = loaded["conversion"]["rejected"]  # refused while reading: also lines of rejects.jsonl
+    if (rejects or n_read) and write:
+        said = [f"{len(rejects)} of {len(train_recs)} records not used ({first})"] if rejects else []
+        said += [f"{n_read} records rejected while reading"] if n_read else []
+        print(f"data: {'; '.join(said)}; all {n_read + len(rejects)} in {run_dir / 'rejects.jsonl'}", flush=True)
     if write:
         print(f"data: {len(usable)} questions, {cfg.rl.num_generations} completions each per step"
               + (f", curriculum by {cfg.rl.curriculum.by}" if cfg.rl.curriculum.by != "none" else ""), flush=True)

@@ -48,6 +48,10 @@ def record_problem(rec: dict, stage: str) -> tuple[str, str] | None:
         if kind == "preference":
             return record_problem(rec, "dpo")
         if kind == "conversation":
+            kept = {k: v for k, v in (rec.get("meta") or {}).items() if k in ("label", "kto_tag")}
+            if kept:  # the loader keeps a label that is not a JSON boolean in meta, untouched
+                key, value = next(iter(kept.items()))
+                return key, f"{key} {value!r} is not true/false (stage kto needs a JSON boolean; kept in meta.{key})"
             return "label", f"stage kto needs {want}; this conversation has no `label`"
         if not isinstance(rec["label"], bool):
             return "label", f"`label` must be true or false, got {rec['label']!r}"
@@ -92,10 +96,11 @@ def _common(a: list[int], b: list[int]) -> int:
 class PrefRenderer:
     """Renders records for one preference stage; keeps counts (``counts``) and rejects (``rejects``)."""
 
-    def __init__(self, tokenizer, template, stage: str, max_length: int, overflow: str = "truncate"):
+    def __init__(self, tokenizer, template, stage: str, max_length: int, overflow: str = "truncate",
+                 kl_window: int = 1):
         opts = RenderOptions(max_length=sys.maxsize, mask_history=True)  # truncation is ours, per pair
         self.renderer = Renderer(tokenizer, template, opts)
-        self.stage, self.max_length, self.overflow = stage, max_length, overflow
+        self.stage, self.max_length, self.overflow, self.kl_window = stage, max_length, overflow, kl_window
         self.counts: Counter = Counter()
         self.rejects: list[dict] = []
 
@@ -123,15 +128,15 @@ class PrefRenderer:
         self.renderer.drops.clear()
         rendered = list(self.renderer.render_many(convs))
         why = {d["origin"]: d["reason"] for d in self.renderer.drops}
-        out, pos = [], 0
+        groups, pos = [], 0  # the rows of each record
         for i, (rec, replies) in enumerate(jobs):
             parts = rendered[pos:pos + len(replies)]
             pos += len(replies)
             if any(p is None for p in parts):
                 self._reject(rec, "messages", f"dropped while rendering: {why.get(i, 'unknown')}", split)
                 continue
-            out += self._finish(rec, [_split(p) for p in parts], [label for _, label in replies], split)
-        return out
+            groups.append(self._finish(rec, [_split(p) for p in parts], [label for _, label in replies], split))
+        return unpaired([g for g in groups if g], self.kl_window)
 
     def _finish(self, rec: dict, splits: list, labels: list[bool], split: str) -> list[dict]:
         prompt = splits[0][0]
@@ -160,6 +165,33 @@ class PrefRenderer:
                 for r, lab in zip(replies, labels, strict=True)]
 
 
+def unpaired(groups: list[list[dict]], window: int) -> list[dict]:
+    """The rows of each record (``groups``), laid out as trl's ``unpair_preference_dataset`` does, per ``window``
+    records: the chosen rows of the window's pairs, its one-row records, then the rejected rows in pair order.
+
+    KTO estimates its KL term from mismatched (prompt, completion) pairs by rotating the completions by one within
+    each batch; interleaved (chosen, rejected) rows would give every rejected row its own prompt's chosen reply.
+    Here a pair's rows lie as many rows apart as the window has records, so the rotation crosses prompts when that distance is
+    neither 1 nor batch size - 1 (``prepare`` picks half the batch; see ``kl_window``); the last, short window
+    joins the one before it.
+    """
+    starts = list(range(0, len(groups), max(window, 1)))
+    if len(starts) > 1 and len(groups) - starts[-1] < window:
+        starts.pop()
+    out = []
+    for a, b in zip(starts, [*starts[1:], len(groups)][:len(starts)], strict=True):
+        chunk = groups[a:b]
+        out += [g[0] for g in chunk if len(g) == 2] + [g[0] for g in chunk if len(g) == 1]
+        out += [g[1] for g in chunk if len(g) == 2]
+    return out
+
+
+def kl_window(batch_size: int) -> int:
+    """Records per ``unpaired`` window for KTO: half a batch (each batch holds chosen and rejected rows, of
+    different pairs); below 4 a whole batch (a pair's two rows then never share a batch)."""
+    return batch_size // 2 if batch_size >= 4 else batch_size
+
+
 def prepare(cfg, tokenizer, run_dir: Path, write: bool = True) -> tuple[list[dict], list[dict], dict]:
     """Train and eval rows of a preference stage; writes ``data_report.json``, ``rejects.jsonl`` and
     ``lineage.jsonl`` to the run folder (``write=False``: nothing written).
@@ -168,7 +200,8 @@ def prepare(cfg, tokenizer, run_dir: Path, write: bool = True) -> tuple[list[dic
         SftkitError: no record fits the stage (the reasons are in ``rejects.jsonl``).
     """
     train_recs, eval_recs, loaded = load_records(cfg, run_dir if write else None)
-    pr = PrefRenderer(tokenizer, cfg.template, cfg.stage, cfg.data.max_length, cfg.data.overflow)
+    pr = PrefRenderer(tokenizer, cfg.template, cfg.stage, cfg.data.max_length, cfg.data.overflow,
+                      kl_window=kl_window(cfg.train.batch_size) if cfg.stage == "kto" else 1)
     train_rows = pr.rows(train_recs, "train")
     train_counts = dict(pr.counts)
     pr.counts.clear()
@@ -178,7 +211,9 @@ def prepare(cfg, tokenizer, run_dir: Path, write: bool = True) -> tuple[list[dic
                                                                           "completion_ids")) for r in train_rows)
     report = {**loaded, "stage": cfg.stage, "train_records": len(train_recs), "eval_records": len(eval_recs),
               "render": {"train": train_counts, "eval": dict(pr.counts)}, "train_rows": len(train_rows),
-              "eval_rows": len(eval_rows), "train_tokens": tokens}
+              "eval_rows": len(eval_rows), "train_tokens": tokens,
+              # every line of rejects.jsonl: refused while reading + refused for the stage (train and eval)
+              "rejected": {"reading": loaded["conversion"]["rejected"], "stage": len(pr.rejects)}}
     if write:
         if pr.rejects:
             with open(rejects, "a", encoding="utf-8") as fh:

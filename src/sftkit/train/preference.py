@@ -111,10 +111,11 @@ def build(cfg: SFTConfig):
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
     train_rows, eval_rows, report = pref_rows.prepare(cfg, tokenizer, run_dir, write=main)
     if main:
-        counts = report["render"]["train"]
+        rej = report["rejected"]
         print(f"data: {len(train_rows)} {cfg.stage} rows, {len(eval_rows)} eval rows; truncated "
-              f"{counts.get('truncated', 0)}, rejected {sum(v for k, v in counts.items() if k.startswith('rejected'))} "
-              f"(details in {run_dir / 'data_report.json'})", flush=True)
+              f"{report['render']['train'].get('truncated', 0)}, rejected {rej['reading'] + rej['stage']} "
+              f"({rej['reading']} while reading, {rej['stage']} for the stage; details in "
+              f"{run_dir / 'data_report.json'})", flush=True)
 
     # 2. model + method (the registry decides what trains); the reference, where the method needs a copy
     method = METHODS[cfg.method]
@@ -220,8 +221,16 @@ def _cpo_columns(feature: dict, model=None) -> dict:
 
 
 def _kl_completions(batch: dict) -> dict:
-    """trl's KTO step after tokenization: each completion's KL partner is its neighbour's in the batch."""
-    batch["KL_completion_ids"] = [batch["completion_ids"][-1]] + batch["completion_ids"][:-1]
+    """trl's KTO step after tokenization: the completions rotated within the batch become the KL partners.
+
+    trl rotates by one; here by the smallest shift that pairs no prompt with a reply it has in the batch (its own,
+    or the same text given to another prompt; one when no shift does), so the KL term is estimated from
+    mismatched pairs, made of the batch's own completions."""
+    prompts, replies = [tuple(p) for p in batch["prompt_ids"]], [tuple(c) for c in batch["completion_ids"]]
+    n, real = len(replies), set(zip(prompts, replies, strict=True))
+    shift = next((s for s in range(1, n) if all((prompts[i], replies[i - s]) not in real for i in range(n))), 1)
+    replies = batch["completion_ids"]
+    batch["KL_completion_ids"] = replies[-shift:] + replies[:-shift] if n else []
     return batch
 
 

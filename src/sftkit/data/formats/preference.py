@@ -16,7 +16,8 @@ from sftkit.errors import RecordError
 
 
 def _detect(r: dict) -> bool:
-    return ("chosen" in r and "rejected" in r) or ("chosen_messages" in r and "rejected_messages" in r)
+    # either half is enough: a pair missing the other is refused naming it, not read as another format
+    return any(k in r for k in ("chosen", "rejected", "chosen_messages", "rejected_messages"))
 
 
 @register("preference", detect=_detect, priority=35)

@@ -92,11 +92,10 @@ def finish(raw: dict, ctx: Ctx, messages: list[dict], used: set[str], meta: dict
 
 
 def is_preference(raw: dict, ctx: Ctx) -> bool:
-    """True when the record is a chosen/rejected pair (registry ``ranking`` or both keys present)."""
-    cols = ctx.options.columns
-    if not cols:
-        return ctx.options.ranking or ("chosen" in raw and "rejected" in raw)
-    return ctx.options.ranking or (cols.get("chosen", "chosen") in raw and cols.get("rejected", "rejected") in raw)
+    """True when the record is meant as a chosen/rejected pair (registry ``ranking``, or either key present:
+    a pair missing one half is then refused naming that key, not read as a conversation)."""
+    cols = ctx.options.columns or {}
+    return ctx.options.ranking or cols.get("chosen", "chosen") in raw or cols.get("rejected", "rejected") in raw
 
 
 def _label(value, field: str, ctx: Ctx) -> bool:
