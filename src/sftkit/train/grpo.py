@@ -56,11 +56,9 @@ from sftkit.train.data import load_records
 from sftkit.train.rollout import CompletionLog, Rollouts, trl_reward
 from sftkit.train.run_dir import (
     atomic_write_text,
-    disk_full_is_user_error,
+    guarded_run,
     is_main_process,
     lock_run_dir,
-    release_run_dir,
-    remove_tmp_files,
 )
 from sftkit.train.sft import _precision, _prepare_run_dir, _resume_from, save_final
 
@@ -72,21 +70,14 @@ def train(cfg: SFTConfig) -> Path:
         SftkitError: bad options, rewards or data, the folder is in use, or the disk is full.
     """
     run_dir = Path(cfg.train.output_dir)
-    try:
-        with disk_full_is_user_error(run_dir):
-            trainer, run_dir, tokenizer = build(cfg)
-            result = trainer.train(resume_from_checkpoint=_resume_from(cfg, run_dir))
-            model = trainer.accelerator.unwrap_model(trainer.model)
-            if "ref" in (getattr(model, "peft_config", None) or {}):
-                model.delete_adapter("ref")  # PiSSA's reference copy is not part of the result
-            if is_main_process():
-                save_final(model, tokenizer, cfg, run_dir / "final", dict(result.metrics))
-    except BaseException:
-        if run_dir.is_dir():
-            remove_tmp_files(run_dir)
-        raise
-    finally:
-        release_run_dir(run_dir)
+    with guarded_run(run_dir):
+        trainer, run_dir, tokenizer = build(cfg)
+        result = trainer.train(resume_from_checkpoint=_resume_from(cfg, run_dir))
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        if "ref" in (getattr(model, "peft_config", None) or {}):
+            model.delete_adapter("ref")  # PiSSA's reference copy is not part of the result
+        if is_main_process():
+            save_final(model, tokenizer, cfg, run_dir / "final", dict(result.metrics))
     return run_dir
 
 

@@ -45,11 +45,9 @@ from sftkit.train import pref_rows
 from sftkit.train.callbacks import MarkComplete, MetricsJsonl
 from sftkit.train.run_dir import (
     atomic_write_text,
-    disk_full_is_user_error,
+    guarded_run,
     is_main_process,
     lock_run_dir,
-    release_run_dir,
-    remove_tmp_files,
     whole_run_train_loss,
 )
 from sftkit.train.sft import _precision, _prepare_run_dir, _resume_from, save_final
@@ -64,31 +62,24 @@ def train(cfg: SFTConfig) -> Path:
         SftkitError: bad options or data, the folder is in use by another training, or the disk is full.
     """
     run_dir = Path(cfg.train.output_dir)
-    try:
-        with disk_full_is_user_error(run_dir):
-            trainer, run_dir, tokenizer, has_eval = build(cfg)
+    with guarded_run(run_dir):
+        trainer, run_dir, tokenizer, has_eval = build(cfg)
 
-            result = trainer.train(resume_from_checkpoint=_resume_from(cfg, run_dir))
-            metrics = dict(result.metrics)
-            whole = whole_run_train_loss(trainer.state.log_history, trainer.state.global_step)
-            if whole is not None:  # the Trainer's own figure covers only the steps since a resume
-                metrics["train_loss"] = whole
-            if has_eval:  # held-out preference accuracy (eval_rewards/accuracies), reused if just logged
-                done = [h for h in trainer.state.log_history
-                        if "eval_loss" in h and h.get("step") == trainer.state.global_step]
-                metrics.update({k: v for k, v in done[-1].items() if k.startswith("eval_")} if done
-                               else trainer.evaluate())
-            model = trainer.accelerator.unwrap_model(trainer.model)
-            if REF_ADAPTER in (getattr(model, "peft_config", None) or {}):
-                model.delete_adapter(REF_ADAPTER)  # the reference is not part of the result
-            if is_main_process():
-                save_final(model, tokenizer, cfg, run_dir / "final", metrics)
-    except BaseException:
-        if run_dir.is_dir():
-            remove_tmp_files(run_dir)
-        raise
-    finally:
-        release_run_dir(run_dir)
+        result = trainer.train(resume_from_checkpoint=_resume_from(cfg, run_dir))
+        metrics = dict(result.metrics)
+        whole = whole_run_train_loss(trainer.state.log_history, trainer.state.global_step)
+        if whole is not None:  # the Trainer's own figure covers only the steps since a resume
+            metrics["train_loss"] = whole
+        if has_eval:  # held-out preference accuracy (eval_rewards/accuracies), reused if just logged
+            done = [h for h in trainer.state.log_history
+                    if "eval_loss" in h and h.get("step") == trainer.state.global_step]
+            metrics.update({k: v for k, v in done[-1].items() if k.startswith("eval_")} if done
+                           else trainer.evaluate())
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        if REF_ADAPTER in (getattr(model, "peft_config", None) or {}):
+            model.delete_adapter(REF_ADAPTER)  # the reference is not part of the result
+        if is_main_process():
+            save_final(model, tokenizer, cfg, run_dir / "final", metrics)
     return run_dir
 
 

@@ -284,3 +284,18 @@ def whole_run_train_loss(log_history: list[dict], global_step: int) -> float | N
             total += rec["loss"] * (rec["step"] - prev)
             prev = rec["step"]
     return total / prev if prev == global_step and prev > 0 else None
+
+
+@contextlib.contextmanager
+def guarded_run(run_dir: Path):
+    """The body of a recipe's ``train``: a full disk is a one-line user error, any failure removes the temporary
+    files it left, and the run folder's lock is released at the end, whatever happened."""
+    try:
+        with disk_full_is_user_error(run_dir):
+            yield
+    except BaseException:
+        if run_dir.is_dir():
+            remove_tmp_files(run_dir)
+        raise
+    finally:
+        release_run_dir(run_dir)

@@ -34,15 +34,13 @@ from sftkit.train.run_dir import (
     checkpoints,
     clean_interrupted,
     discard,
-    disk_full_is_user_error,
     fsync_dir,
     fsync_tree,
+    guarded_run,
     is_complete,
     is_main_process,
     last_complete_checkpoint,
     lock_run_dir,
-    release_run_dir,
-    remove_tmp_files,
     truncate_metrics,
     whole_run_train_loss,
 )
@@ -110,36 +108,29 @@ def train(cfg: SFTConfig) -> Path:
         SftkitError: bad options or data, the folder is in use by another training, or the disk is full.
     """
     run_dir = Path(cfg.train.output_dir)
-    try:
-        with disk_full_is_user_error(run_dir):
-            trainer, run_dir, tokenizer, has_eval = build(cfg)
+    with guarded_run(run_dir):
+        trainer, run_dir, tokenizer, has_eval = build(cfg)
 
-            # 4. train (resuming from the last complete checkpoint when asked), evaluate, save
-            result = trainer.train(resume_from_checkpoint=_resume_from(cfg, run_dir))
-            metrics = dict(result.metrics)
-            early = next((cb for cb in trainer.callback_handler.callbacks if isinstance(cb, EarlyStop)), None)
-            restored = early is not None and early.restore(trainer.model)  # final/: the best evaluation's model
-            if restored:
-                metrics.update({"best_step": early.best_step, f"best_{early.metric}": early.best})
-            whole = whole_run_train_loss(trainer.state.log_history, trainer.state.global_step)
-            if whole is not None:  # the Trainer's own figure covers only the steps since a resume
-                metrics["train_loss"] = whole
-            if has_eval:  # the Trainer may have just evaluated at the last step: reuse it rather than log it twice
-                done = [h for h in trainer.state.log_history
-                        if "eval_loss" in h and h.get("step") == trainer.state.global_step]
-                ev = ({k: v for k, v in done[-1].items() if k.startswith("eval_")} if done and not restored
-                      else trainer.evaluate())
-                metrics.update(ev)
-                if "eval_loss" in ev:
-                    metrics["eval_perplexity"] = math.exp(min(ev["eval_loss"], 50))
-            if is_main_process():
-                save_final(trainer.model, tokenizer, cfg, run_dir / "final", metrics)
-    except BaseException:
-        if run_dir.is_dir():
-            remove_tmp_files(run_dir)
-        raise
-    finally:
-        release_run_dir(run_dir)
+        # 4. train (resuming from the last complete checkpoint when asked), evaluate, save
+        result = trainer.train(resume_from_checkpoint=_resume_from(cfg, run_dir))
+        metrics = dict(result.metrics)
+        early = next((cb for cb in trainer.callback_handler.callbacks if isinstance(cb, EarlyStop)), None)
+        restored = early is not None and early.restore(trainer.model)  # final/: the best evaluation's model
+        if restored:
+            metrics.update({"best_step": early.best_step, f"best_{early.metric}": early.best})
+        whole = whole_run_train_loss(trainer.state.log_history, trainer.state.global_step)
+        if whole is not None:  # the Trainer's own figure covers only the steps since a resume
+            metrics["train_loss"] = whole
+        if has_eval:  # the Trainer may have just evaluated at the last step: reuse it rather than log it twice
+            done = [h for h in trainer.state.log_history
+                    if "eval_loss" in h and h.get("step") == trainer.state.global_step]
+            ev = ({k: v for k, v in done[-1].items() if k.startswith("eval_")} if done and not restored
+                  else trainer.evaluate())
+            metrics.update(ev)
+            if "eval_loss" in ev:
+                metrics["eval_perplexity"] = math.exp(min(ev["eval_loss"], 50))
+        if is_main_process():
+            save_final(trainer.model, tokenizer, cfg, run_dir / "final", metrics)
     return run_dir
 
 
